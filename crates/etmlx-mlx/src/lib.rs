@@ -1,0 +1,1 @@
+//! etmlx-mlx (work in progress)

@@ -1,0 +1,1 @@
+//! etmlx-pte (work in progress)

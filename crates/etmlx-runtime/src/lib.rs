@@ -1,0 +1,1 @@
+//! etmlx-runtime (work in progress)

@@ -1,0 +1,1 @@
+//! mlx (work in progress)
