@@ -1,30 +1,33 @@
-"""Reader/writer for the official op-test `.bin` tensor files (numpy only, no torch).
+"""Reader/writer for the official op-test `.bin` tensor files. Pure standard library, so the
+conformance `run`/`check` steps work on a machine with neither torch nor numpy.
 
 Layout (little-endian, as every supported host writes it):
   u32 count, then per tensor: u32 dtype code, u32 ndim, ndim x i32 dims, raw contiguous data.
-bf16 has no numpy dtype: it is kept as raw uint16 and tagged with its code.
+bf16 is stored as its raw 16 bits.
 """
 
 from __future__ import annotations
 
+import math
 import struct
+import sys
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Union
+from typing import List, Sequence, Tuple, Union
 
-import numpy as np
-
-# dtype code -> (name, numpy storage dtype)
+# dtype code -> (name, element size, struct format char for one element)
 CODES = {
-    0: ("float32", np.dtype("<f4")),
-    1: ("float16", np.dtype("<f2")),
-    2: ("int32", np.dtype("<i4")),
-    3: ("int64", np.dtype("<i8")),
-    4: ("bfloat16", np.dtype("<u2")),  # raw bits
-    5: ("bool", np.dtype("bool")),
-    6: ("uint8", np.dtype("u1")),
+    0: ("float32", 4, "f"),
+    1: ("float16", 2, "e"),
+    2: ("int32", 4, "i"),
+    3: ("int64", 8, "q"),
+    4: ("bfloat16", 2, "H"),  # raw bits
+    5: ("bool", 1, "?"),
+    6: ("uint8", 1, "B"),
 }
-NAME_TO_CODE = {name: code for code, (name, _) in CODES.items()}
+NAME_TO_CODE = {name: code for code, (name, _, _) in CODES.items()}
+FLOAT_NAMES = ("float32", "float16", "bfloat16")
 
 # Refuse absurd headers instead of allocating gigabytes from a corrupt file.
 MAX_TENSORS = 4096
@@ -37,26 +40,39 @@ class BinFormatError(ValueError):
 
 @dataclass
 class BinTensor:
-    dtype: str  # one of CODES names
-    data: np.ndarray  # storage array (bf16 as uint16 bits)
+    dtype: str  # a CODES name
+    shape: Tuple[int, ...]
+    raw: bytes  # contiguous little-endian element bytes
 
     @property
-    def shape(self):
-        return tuple(self.data.shape)
+    def numel(self) -> int:
+        return math.prod(self.shape)
 
-    def as_float32(self) -> np.ndarray:
-        """Values widened to float32 (bf16 bits shifted into the high half)."""
+    def values(self) -> list:
+        """Elements as Python numbers (bf16/f16 widened exactly; bool as bool)."""
+        name, size, fmt = CODES[NAME_TO_CODE[self.dtype]]
         if self.dtype == "bfloat16":
-            return (self.data.astype(np.uint32) << 16).view(np.float32)
-        return self.data.astype(np.float32)
+            bits = _native(array("H", self.raw))
+            wide = array("I", (b << 16 for b in bits))
+            return list(_native(array("f", wide.tobytes())))
+        return list(struct.unpack(f"<{self.numel}{fmt}", self.raw))
 
-    def as_float64(self) -> np.ndarray:
-        return self.as_float32().astype(np.float64) if self.dtype in ("bfloat16", "float16", "float32") else self.data.astype(np.float64)
+    def as_float32(self) -> list:
+        """Values rounded to float32 (what `tensor.float()` gives)."""
+        vals = self.values()
+        if self.dtype in FLOAT_NAMES:
+            return vals
+        return list(array("f", (float(v) for v in vals)))
+
+
+def _native(a: array) -> array:
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a
 
 
 def read_bin(path: Union[str, Path]) -> List[BinTensor]:
-    raw = Path(path).read_bytes()
-    return parse_bin(raw, str(path))
+    return parse_bin(Path(path).read_bytes(), str(path))
 
 
 def parse_bin(raw: bytes, what: str = "<bytes>") -> List[BinTensor]:
@@ -64,8 +80,8 @@ def parse_bin(raw: bytes, what: str = "<bytes>") -> List[BinTensor]:
 
     def take(n: int) -> bytes:
         nonlocal pos
-        if pos + n > len(raw):
-            raise BinFormatError(f"{what}: truncated at byte {pos} (need {n} more, have {len(raw) - pos})")
+        if n < 0 or pos + n > len(raw):
+            raise BinFormatError(f"{what}: truncated at byte {pos} (need {n}, have {len(raw) - pos})")
         chunk = raw[pos : pos + n]
         pos += n
         return chunk
@@ -82,11 +98,9 @@ def parse_bin(raw: bytes, what: str = "<bytes>") -> List[BinTensor]:
             raise BinFormatError(f"{what}: tensor {i} ndim {ndim} exceeds {MAX_NDIM}")
         dims = struct.unpack(f"<{ndim}i", take(4 * ndim))
         if any(d < 0 for d in dims):
-            raise BinFormatError(f"{what}: tensor {i} has a negative dim {dims}")
-        name, np_dtype = CODES[code]
-        numel = int(np.prod(dims, dtype=np.int64)) if ndim else 1
-        data = np.frombuffer(take(numel * np_dtype.itemsize), dtype=np_dtype).reshape(dims).copy()
-        out.append(BinTensor(name, data))
+            raise BinFormatError(f"{what}: tensor {i} has a negative dim {list(dims)}")
+        name, size, _ = CODES[code]
+        out.append(BinTensor(name, tuple(dims), take(math.prod(dims) * size)))
     if pos != len(raw):
         raise BinFormatError(f"{what}: {len(raw) - pos} trailing bytes after {count} tensors")
     return out
@@ -96,63 +110,70 @@ def write_bin(tensors: Sequence[BinTensor], path: Union[str, Path]) -> None:
     buf = bytearray(struct.pack("<I", len(tensors)))
     for t in tensors:
         code = NAME_TO_CODE[t.dtype]
-        arr = np.ascontiguousarray(t.data, dtype=CODES[code][1])
-        buf += struct.pack("<II", code, arr.ndim)
-        buf += struct.pack(f"<{arr.ndim}i", *arr.shape)
-        buf += arr.tobytes()
+        if len(t.raw) != t.numel * CODES[code][1]:
+            raise BinFormatError(f"{t.dtype}{list(t.shape)}: {len(t.raw)} data bytes")
+        buf += struct.pack(f"<II{len(t.shape)}i", code, len(t.shape), *t.shape)
+        buf += t.raw
     Path(path).write_bytes(bytes(buf))
 
 
 def from_torch(tensor) -> BinTensor:
-    """Convert a torch tensor (only imported by callers that have torch)."""
+    """Convert a torch tensor (torch is only imported by callers that have it)."""
     import torch
 
     t = tensor.detach().contiguous().cpu()
     if t.dtype == torch.bfloat16:
-        return BinTensor("bfloat16", t.view(torch.uint16).numpy().copy())
+        return BinTensor("bfloat16", tuple(t.shape), t.view(torch.uint16).numpy().tobytes())
     name = str(t.dtype).replace("torch.", "")
     if name not in NAME_TO_CODE:
         raise BinFormatError(f"dtype {t.dtype} cannot be stored in a .bin file")
-    return BinTensor(name, t.numpy().copy())
+    return BinTensor(name, tuple(t.shape), t.numpy().tobytes())
+
+
+def _close(e: float, a: float, rtol: float, atol: float) -> bool:
+    if e == a:  # also equal infinities
+        return True
+    if math.isnan(e) or math.isnan(a):
+        return False
+    return abs(e - a) <= atol + rtol * abs(a)
 
 
 def compare(expected: List[BinTensor], actual: List[BinTensor], rtol: float, atol: float):
     """The official suite's rules (test_utils.compare_outputs).
 
     Returns (passed, message, max_abs_err). Count and shapes must match; differing dtypes are
-    compared as float32; bool must be equal; else allclose(expected, actual, rtol, atol)
-    (|e - a| <= atol + rtol * |a|, NaN never close).
+    compared as float32; bool must be equal; else allclose(expected, actual): |e - a| <=
+    atol + rtol * |a|, NaN never close. Arithmetic is done in float64 (torch does it in the
+    tensor dtype), which can only differ at the last bit of the tolerance.
     """
     if len(expected) != len(actual):
         return False, f"output count mismatch: expected {len(expected)}, got {len(actual)}", None
-    worst = 0.0
+    worst = 0.0  # largest finite |e - a|; NaN/inf mismatches are reported by the count
     for i, (e, a) in enumerate(zip(expected, actual)):
         if e.shape != a.shape:
             return False, f"output {i} shape mismatch: expected {list(e.shape)}, got {list(a.shape)}", None
         if e.dtype != a.dtype:
-            ev, av, kind = e.as_float32(), a.as_float32(), "float32"
-        elif e.dtype == "bool":
-            diff = int(np.count_nonzero(e.data != a.data))
-            if diff:
-                return False, f"output {i} (bool): {diff}/{e.data.size} elements differ", 1.0
-            continue
-        elif e.dtype in ("float32", "float16", "bfloat16"):
-            ev, av, kind = e.as_float32(), a.as_float32(), e.dtype
+            ev, av, kind = e.as_float32(), a.as_float32(), f"{e.dtype} vs {a.dtype}, as float32"
         else:
-            ev, av, kind = e.data.astype(np.float64), a.data.astype(np.float64), e.dtype
-        if ev.size:
-            with np.errstate(invalid="ignore", over="ignore"):
-                d = np.abs(ev.astype(np.float64) - av.astype(np.float64))
-            finite = d[np.isfinite(d)]
-            err = float(finite.max()) if finite.size else 0.0
-            if np.isnan(d).any() and not np.isnan(ev).all():
-                err = float("nan")
-            worst = max(worst, err) if not np.isnan(err) else err
-        if not np.allclose(ev, av, rtol=rtol, atol=atol, equal_nan=False):
+            ev, av, kind = e.values(), a.values(), e.dtype
+            if e.dtype == "bool":
+                diff = sum(1 for x, y in zip(ev, av) if x != y)
+                if diff:
+                    return False, f"output {i} (bool): {diff}/{len(ev)} elements differ", 1.0
+                continue
+        bad = 0
+        for x, y in zip(ev, av):
+            if not _close(x, y, rtol, atol):
+                bad += 1
+            if x != y:
+                d = abs(x - y)
+                if d > worst and not math.isinf(d):
+                    worst = d
+        if bad:
             return (
                 False,
-                f"output {i} ({kind}) not close: max_abs_err={worst:.6e} rtol={rtol} atol={atol} "
-                f"expected[:5]={ev.ravel()[:5].tolist()} actual[:5]={av.ravel()[:5].tolist()}",
+                f"output {i} ({kind}): {bad}/{len(ev)} elements not close, max_abs_err={worst:.6e} "
+                f"rtol={rtol} atol={atol} expected[:5]={ev[:5]} actual[:5]={av[:5]}",
                 worst,
             )
     return True, "all outputs match", worst
