@@ -39,7 +39,8 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// A fresh stream on the device (`mlx::core::new_stream`).
+    /// A fresh stream on the device for the calling thread (`mlx::core::new_stream`); see
+    /// [`Stream::new_any_thread`] for work that moves between threads.
     pub fn new(device_type: DeviceType) -> Result<Stream> {
         let mut raw = etm_stream {
             index: 0,
@@ -49,6 +50,25 @@ impl Stream {
         // SAFETY: out-pointer to a live local.
         check("new_stream", unsafe {
             mlx_sys::etm_new_stream(device_type.code(), &mut raw)
+        })?;
+        Ok(Stream { raw })
+    }
+
+    /// A fresh stream usable from any thread (`mlx::core::new_thread_unsafe_stream`).
+    ///
+    /// Streams from [`Stream::new`] and [`Stream::default_for`] belong to the thread that made
+    /// them: in MLX 0.32, evaluating their work on another thread fails with "There is no
+    /// Stream(..) in current thread". A delegate whose `execute` may run on different threads
+    /// (serialised by its mutex) must use this constructor.
+    pub fn new_any_thread(device_type: DeviceType) -> Result<Stream> {
+        let mut raw = etm_stream {
+            index: 0,
+            device_type: 0,
+            device_index: 0,
+        };
+        // SAFETY: out-pointer to a live local.
+        check("new_thread_unsafe_stream", unsafe {
+            mlx_sys::etm_new_thread_unsafe_stream(device_type.code(), &mut raw)
         })?;
         Ok(Stream { raw })
     }
