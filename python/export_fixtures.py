@@ -109,11 +109,28 @@ def _value_summary(values: list, index: int):
 
 
 def mlx_node_counts(pte_path: Path) -> dict:
-    """Per-node counts of every MLX payload in the program (official inspector)."""
+    """MLX node counts summed over every MLX delegate, plus one dict per delegate (official inspector)."""
     try:
-        from executorch.backends.mlx.test.test_utils import get_mlx_node_counts
+        from executorch.backends.mlx.pte_inspector import extract_delegate_payload, parse_mlx_payload
 
-        return get_mlx_node_counts(pte_path)
+        pte = Path(pte_path).read_bytes()
+        n_delegates = sum(
+            1 for plan in describe_program(pte).values() for d in plan["delegates"] if "mlx" in d.lower()
+        )
+        per_delegate = []
+        for i in range(n_delegates):
+            graph = parse_mlx_payload(extract_delegate_payload(pte, "mlx", delegate_index=i)).get("graph", {})
+            counts: dict = {}
+            for chain in graph.get("instruction_chains", []):
+                for ins in chain.get("instructions", []):
+                    if ins.get("op_name"):
+                        counts[ins["op_name"]] = counts.get(ins["op_name"], 0) + 1
+            per_delegate.append(counts)
+        total: dict = {}
+        for counts in per_delegate:
+            for k, v in counts.items():
+                total[k] = total.get(k, 0) + v
+        return {"total": total, "per_delegate": per_delegate}
     except Exception as e:  # the inspector is best effort; record why it failed
         return {"error": repr(e)}
 
