@@ -91,7 +91,7 @@ pub enum BinaryOp {
     Multiply,
     /// True division (integer inputs promote to float).
     Divide,
-    /// `floor(a / b)`. MLX truncates for integer inputs; the delegate fixes signs up itself.
+    /// `floor(a / b)`; for integer inputs MLX 0.32 also floors (Python `//`), tested on CPU.
     FloorDivide,
     /// Remainder with the sign of the divisor (Python `%`).
     Remainder,
