@@ -1,0 +1,370 @@
+//! `MLXBackend`: the runtime's [`Backend`] for MLX payloads — init (constants, mutable buffers,
+//! init chain) and execute (bind inputs, interpret the main chain, evaluate, copy outputs back).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use etmlx_runtime::{
+    Backend, BackendError, BackendInitContext, DelegateArgs, DelegateHandle, OptionValue,
+};
+use mlx::{Array, DeviceType, Stream};
+
+use crate::cache::{self, SequenceCache};
+use crate::error::ExecError;
+use crate::exec::{self, Ctx, Layout, Persistent, Transient};
+use crate::ir::{Graph, SlotKind, Tid};
+use crate::{dtype, payload};
+
+/// The delegate id the official exporter writes.
+pub const BACKEND_ID: &str = "MLXBackend";
+
+/// Backend option keys (set with `BackendOptions::set("MLXBackend", key, value)`).
+pub mod option_keys {
+    /// Bool: run `MetalKernel` nodes (GPU source code embedded in the file). Off by default.
+    pub const ALLOW_CUSTOM_KERNELS: &str = "allow_custom_kernels";
+    /// Str: "gpu" or "cpu". Default: the GPU when MLX has one, else the CPU.
+    pub const DEVICE: &str = "device";
+    /// Int: call MLX `clear_cache()` every N executes (0 = never), as the reference runtime.
+    pub const CLEAR_CACHE_INTERVAL: &str = "clear_cache_interval";
+    /// Str: key of an off-graph KV cache installed with [`crate::install_sequence_cache`].
+    pub const CACHE_KEY: &str = "cache_key";
+}
+
+/// MLX's graph construction is not thread-safe: one process-wide lock serialises graph building
+/// and evaluation submission, as in the reference runtime.
+static MLX_LOCK: Mutex<()> = Mutex::new(());
+
+pub(crate) fn mlx_lock() -> MutexGuard<'static, ()> {
+    MLX_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Options an executing handle consults.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub allow_custom_kernels: bool,
+    pub device: Option<DeviceType>,
+    pub clear_cache_interval: u64,
+    pub cache_key: Option<String>,
+}
+
+impl ExecOptions {
+    fn from_context(ctx: &BackendInitContext<'_>) -> Result<ExecOptions, ExecError> {
+        let mut o = ExecOptions::default();
+        for (key, value) in ctx.options {
+            match (key.as_str(), value) {
+                (option_keys::ALLOW_CUSTOM_KERNELS, OptionValue::Bool(b)) => o.allow_custom_kernels = *b,
+                (option_keys::DEVICE, OptionValue::Str(s)) => {
+                    o.device = Some(match s.as_str() {
+                        "cpu" => DeviceType::Cpu,
+                        "gpu" => DeviceType::Gpu,
+                        other => return Err(ExecError::Other(format!("unknown device '{other}' (cpu, gpu)"))),
+                    })
+                }
+                (option_keys::CLEAR_CACHE_INTERVAL, OptionValue::Int(n)) if *n >= 0 => {
+                    o.clear_cache_interval = *n as u64
+                }
+                (option_keys::CACHE_KEY, OptionValue::Str(s)) => o.cache_key = Some(s.clone()),
+                (key, value) => {
+                    return Err(ExecError::Other(format!("unknown or mistyped MLXBackend option {key}={value:?}")))
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// The MLX delegate backend.
+#[derive(Debug, Default)]
+pub struct MlxBackend;
+
+impl Backend for MlxBackend {
+    fn id(&self) -> &str {
+        BACKEND_ID
+    }
+
+    fn is_available(&self) -> bool {
+        mlx::is_available(DeviceType::Cpu) || mlx::is_available(DeviceType::Gpu)
+    }
+
+    fn init(&self, ctx: &BackendInitContext<'_>) -> Result<Box<dyn DelegateHandle>, BackendError> {
+        let _guard = mlx_lock();
+        MlxHandle::new(ctx)
+            .map(|h| Box::new(h) as Box<dyn DelegateHandle>)
+            .map_err(|e| BackendError::new(format!("init: {e}")))
+    }
+}
+
+/// One initialised MLX delegate: its graph, persistent arrays and stream.
+pub struct MlxHandle {
+    graph: Graph,
+    layout: Layout,
+    persistent: Persistent,
+    transient: Transient,
+    stream: Stream,
+    options: ExecOptions,
+    cache: Option<Arc<Mutex<SequenceCache>>>,
+    executes: u64,
+}
+
+impl MlxHandle {
+    fn new(ctx: &BackendInitContext<'_>) -> Result<MlxHandle, ExecError> {
+        let options = ExecOptions::from_context(ctx)?;
+        let graph = payload::parse(ctx.blob)?;
+        let device = match options.device {
+            Some(d) => {
+                if !mlx::is_available(d) {
+                    return Err(ExecError::Other(format!("MLX device {d:?} is not available in this libmlx")));
+                }
+                d
+            }
+            None if mlx::is_available(DeviceType::Gpu) => DeviceType::Gpu,
+            None => DeviceType::Cpu,
+        };
+        let stream = Stream::new(device)?;
+        let constants = load_constants(&graph, ctx)?;
+        let mutable_buffers = zero_mutable_buffers(&graph, stream)?;
+        let cache = match &options.cache_key {
+            Some(key) => Some(cache::lookup(key).ok_or_else(|| {
+                ExecError::Other(format!("no off-graph KV cache is registered under key '{key}'"))
+            })?),
+            None => None,
+        };
+        let mut handle = MlxHandle {
+            layout: Layout::new(&graph),
+            transient: Transient::new(&graph),
+            graph,
+            persistent: Persistent { constants, mutable_buffers },
+            stream,
+            options,
+            cache,
+            executes: 0,
+        };
+        if let Some(init_chain) = handle.graph.init_chain {
+            handle.run(init_chain, true)?;
+            let refs: Vec<&Array> = handle.persistent.constants.iter().collect();
+            mlx::eval(&refs)?;
+            handle.transient.clear();
+        }
+        Ok(handle)
+    }
+
+    fn run(&mut self, chain: usize, is_init_chain: bool) -> Result<(), ExecError> {
+        let mut cache_guard = match &self.cache {
+            Some(c) => Some(c.lock().unwrap_or_else(|p| p.into_inner())),
+            None => None,
+        };
+        let mut cx = Ctx {
+            graph: &self.graph,
+            layout: self.layout,
+            persistent: &mut self.persistent,
+            transient: &mut self.transient,
+            stream: self.stream,
+            is_init_chain,
+            cache: cache_guard.as_deref_mut(),
+            options: &self.options,
+        };
+        exec::run_chain(&mut cx, chain)
+    }
+
+    fn execute_locked(&mut self, args: &mut DelegateArgs<'_>) -> Result<Vec<(usize, Array)>, ExecError> {
+        let n_in = self.graph.input_map.len();
+        let expected = n_in + self.graph.output_map.len();
+        if args.len() != expected {
+            return Err(ExecError::Other(format!(
+                "the delegate call passes {} arguments, the payload expects {n_in} inputs + {} outputs",
+                args.len(),
+                self.graph.output_map.len()
+            )));
+        }
+        self.transient.clear();
+        for (i, slot) in self.graph.input_map.iter().enumerate() {
+            match slot.kind {
+                SlotKind::Tensor => {
+                    let array = input_array(&self.graph, Tid(slot.idx), args, i)?;
+                    let location = self.layout.locate(Tid(slot.idx))?;
+                    let exec::state::Location::Transient(t) = location else {
+                        return Err(ExecError::Other(format!("input {i} maps to non-input slot {}", slot.idx)));
+                    };
+                    self.transient.tensors[t] = Some(array);
+                }
+                SlotKind::Int => {
+                    let v = match args.value(i).map_err(|e| ExecError::Other(e.0))? {
+                        etmlx_runtime::EValue::Int(v) => *v,
+                        other => {
+                            return Err(ExecError::Other(format!("input {i}: expected an Int, got {}", other.kind())))
+                        }
+                    };
+                    let v = i32::try_from(v)
+                        .map_err(|_| ExecError::Other(format!("input {i}: {v} does not fit int32")))?;
+                    let slot_ref = self
+                        .transient
+                        .values
+                        .get_mut(slot.idx as usize)
+                        .ok_or(ExecError::UninitializedValue(slot.idx))?;
+                    *slot_ref = Some(exec::Value::Int(v));
+                }
+                SlotKind::Float | SlotKind::Bool => {
+                    return Err(ExecError::Other(format!("input {i}: float and bool scalar inputs are not supported")))
+                }
+            }
+        }
+        self.run(self.graph.main_chain, false)?;
+        let mut prepared = Vec::new();
+        for (j, slot) in self.graph.output_map.iter().enumerate() {
+            let arg = n_in + j;
+            match slot.kind {
+                SlotKind::Tensor => {
+                    let out_dtype = args.tensor(arg).map(|t| t.dtype).or_else(|_| {
+                        // An output with no storage yet still has its declared dtype.
+                        match args.value(arg) {
+                            Ok(etmlx_runtime::EValue::Tensor(t)) => Ok(t.dtype()),
+                            _ => Err(ExecError::Other(format!("output {j} is not a tensor"))),
+                        }
+                    })?;
+                    let wanted = dtype::mlx_dtype(out_dtype.to_i8())?;
+                    let location_array = exec_get(&self.layout, &self.persistent, &self.transient, Tid(slot.idx))?;
+                    let mut a = mlx::ops::contiguous(location_array, false, self.stream)?;
+                    if a.dtype() != wanted {
+                        a = mlx::ops::astype(&a, wanted, self.stream)?;
+                    }
+                    prepared.push((arg, a));
+                }
+                SlotKind::Int => {
+                    let v = match self.transient.values.get(slot.idx as usize).copied().flatten() {
+                        Some(exec::Value::Int(v)) => v as i64,
+                        other => return Err(ExecError::Other(format!("output {j}: int value slot holds {other:?}"))),
+                    };
+                    args.set_int(arg, v).map_err(|e| ExecError::Other(e.0))?;
+                }
+                SlotKind::Float | SlotKind::Bool => {
+                    return Err(ExecError::Other(format!("output {j}: float and bool scalar outputs are not supported")))
+                }
+            }
+        }
+        let refs: Vec<&Array> = prepared.iter().map(|(_, a)| a).collect();
+        mlx::async_eval(&refs)?;
+        // Temps are no longer needed; dropping them now returns their buffers to MLX's cache.
+        self.transient.clear();
+        Ok(prepared)
+    }
+}
+
+fn exec_get<'a>(layout: &Layout, p: &'a Persistent, t: &'a Transient, tid: Tid) -> Result<&'a Array, ExecError> {
+    use exec::state::Location;
+    let a = match layout.locate(tid)? {
+        Location::Constant(i) => p.constants.get(i),
+        Location::MutableBuffer(i) => p.mutable_buffers.get(i).and_then(Option::as_ref),
+        Location::Transient(i) => t.tensors.get(i).and_then(Option::as_ref),
+    };
+    a.ok_or(ExecError::UninitializedTensor(tid.0))
+}
+
+/// Wraps input argument `i` as an MLX array, checking it against the slot's declared dtype.
+fn input_array(graph: &Graph, tid: Tid, args: &DelegateArgs<'_>, i: usize) -> Result<Array, ExecError> {
+    let view = args.tensor(i).map_err(|e| ExecError::Other(e.0))?;
+    if let Some(meta) = graph.meta(tid) {
+        if meta.scalar_type != view.dtype.to_i8() {
+            return Err(ExecError::Other(format!(
+                "input {i}: dtype {} does not match the payload's ScalarType {}",
+                view.dtype, meta.scalar_type
+            )));
+        }
+    }
+    if view.dim_order.iter().enumerate().any(|(k, &d)| d as usize != k) {
+        return Err(ExecError::Other(format!("input {i}: only contiguous (default dim order) tensors are supported")));
+    }
+    let shape: Vec<i32> = view
+        .sizes
+        .iter()
+        .map(|&d| i32::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| ExecError::Other(format!("input {i}: a dimension does not fit int32")))?;
+    Ok(Array::from_bytes(view.bytes, &shape, dtype::mlx_dtype(view.dtype.to_i8())?)?)
+}
+
+/// Constant tensors from the named-data map, by the names the payload binds them to.
+fn load_constants(graph: &Graph, ctx: &BackendInitContext<'_>) -> Result<Vec<Array>, ExecError> {
+    let names = graph.tensor_names();
+    let mut constants = Vec::with_capacity(graph.num_constants as usize);
+    for t in 0..graph.num_constants {
+        let tid = Tid(t);
+        let name = names
+            .get(&tid)
+            .ok_or_else(|| ExecError::Other(format!("constant slot {t} has no name in the payload")))?;
+        let meta = graph
+            .meta(tid)
+            .ok_or_else(|| ExecError::Other(format!("constant '{name}' has no tensor metadata")))?;
+        let shape = meta
+            .static_shape()
+            .ok_or_else(|| ExecError::Other(format!("constant '{name}' has a dynamic shape")))?;
+        let dt = dtype::mlx_dtype(meta.scalar_type)?;
+        let bytes = ctx.named_data.get(name).ok_or_else(|| {
+            ExecError::Other(format!("constant '{name}' is missing from the program's named data (and any .ptd)"))
+        })?;
+        let numel: usize = shape.iter().map(|&d| d as usize).product();
+        if bytes.len() != numel * dt.size() {
+            return Err(ExecError::Other(format!(
+                "constant '{name}': {} bytes stored, shape {shape:?} of {dt:?} needs {}",
+                bytes.len(),
+                numel * dt.size()
+            )));
+        }
+        constants.push(Array::from_bytes(bytes, &shape, dt)?);
+    }
+    let refs: Vec<&Array> = constants.iter().collect();
+    mlx::eval(&refs)?;
+    Ok(constants)
+}
+
+/// Delegate-owned buffers, zero-filled (the reference discards the model's initial values).
+fn zero_mutable_buffers(graph: &Graph, stream: Stream) -> Result<Vec<Option<Array>>, ExecError> {
+    let layout = Layout::new(graph);
+    let mut buffers: Vec<Option<Array>> = vec![None; graph.num_mutable_buffers as usize];
+    for slot in &graph.mutable_buffer_map {
+        let tid = slot
+            .tid()
+            .ok_or_else(|| ExecError::Other(format!("mutable buffer slot {} is not a tensor", slot.idx)))?;
+        let exec::state::Location::MutableBuffer(i) = layout.locate(tid)? else {
+            return Err(ExecError::Other(format!("mutable buffer map names non-buffer slot {}", tid.0)));
+        };
+        let meta = graph
+            .meta(tid)
+            .ok_or_else(|| ExecError::Other(format!("mutable buffer {} has no tensor metadata", tid.0)))?;
+        let shape = meta
+            .static_shape()
+            .ok_or_else(|| ExecError::Other(format!("mutable buffer {} has a dynamic shape", tid.0)))?;
+        let numel: u64 = shape.iter().map(|&d| d as u64).product();
+        let dt = dtype::mlx_dtype(meta.scalar_type)?;
+        if numel * dt.size() as u64 > crate::MAX_ALLOCATION_BYTES {
+            return Err(ExecError::Other(format!("mutable buffer {} of shape {shape:?} exceeds 4 GiB", tid.0)));
+        }
+        let z = mlx::ops::zeros(&shape, dt, stream)?;
+        buffers[i] = Some(z);
+    }
+    let refs: Vec<&Array> = buffers.iter().flatten().collect();
+    mlx::eval(&refs)?;
+    Ok(buffers)
+}
+
+impl DelegateHandle for MlxHandle {
+    fn execute(&mut self, args: &mut DelegateArgs<'_>) -> Result<(), BackendError> {
+        let prepared = {
+            let _guard = mlx_lock();
+            self.execute_locked(args).map_err(|e| {
+                self.transient.clear();
+                BackendError::new(e.to_string())
+            })?
+        };
+        // Outside the lock: wait for the GPU and copy results into the runtime's tensors.
+        for (arg, array) in prepared {
+            let bytes = array.to_bytes().map_err(|e| BackendError::new(e.to_string()))?;
+            let sizes: Vec<i64> = array.shape().iter().map(|&d| d as i64).collect();
+            args.write_tensor(arg, &sizes, &bytes)?;
+        }
+        self.executes += 1;
+        if self.options.clear_cache_interval > 0 && self.executes % self.options.clear_cache_interval == 0 {
+            let _guard = mlx_lock();
+            mlx::memory::clear_cache().map_err(|e| BackendError::new(e.to_string()))?;
+        }
+        Ok(())
+    }
+}

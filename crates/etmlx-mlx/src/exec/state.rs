@@ -1,0 +1,196 @@
+//! Slot storage of one delegate handle, and the context every op function works through.
+
+use mlx::{Array, Dtype, Stream};
+
+use crate::error::ExecError;
+use crate::ir::{FloatOrVid, Graph, IntOrVid, Tid, Vid};
+
+/// Where a tensor slot lives, from the five consecutive Tid ranges (computed once per handle, so
+/// the per-op lookup is two comparisons).
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    num_constants: u32,
+    /// First mutable-buffer id (= constants + inputs + outputs).
+    buffers_start: u32,
+    /// First temp id.
+    temps_start: u32,
+    total: u32,
+}
+
+pub enum Location {
+    Constant(usize),
+    MutableBuffer(usize),
+    /// Inputs, outputs and temps share one per-execute vector.
+    Transient(usize),
+}
+
+impl Layout {
+    pub fn new(g: &Graph) -> Layout {
+        let buffers_start = g.num_constants + g.num_inputs + g.num_outputs;
+        let temps_start = buffers_start + g.num_mutable_buffers;
+        Layout { num_constants: g.num_constants, buffers_start, temps_start, total: g.total_tensors() }
+    }
+    pub fn locate(&self, tid: Tid) -> Result<Location, ExecError> {
+        let t = tid.0;
+        Ok(if t < self.num_constants {
+            Location::Constant(t as usize)
+        } else if t < self.buffers_start {
+            Location::Transient((t - self.num_constants) as usize)
+        } else if t < self.temps_start {
+            Location::MutableBuffer((t - self.buffers_start) as usize)
+        } else if t < self.total {
+            Location::Transient((t - self.num_constants - (self.temps_start - self.buffers_start)) as usize)
+        } else {
+            return Err(ExecError::UninitializedTensor(t));
+        })
+    }
+}
+
+/// A scalar value slot. The exporter only produces int32 values today; floats and bools are
+/// accepted where `FloatOrVid` reads them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Int(i32),
+    Float(f32),
+    Bool(bool),
+}
+
+/// Arrays that live as long as the handle: constants and mutable buffers.
+pub struct Persistent {
+    /// Indexed by Tid (`0..num_constants`).
+    pub constants: Vec<Array>,
+    /// Indexed by `tid - first_mutable_buffer`.
+    pub mutable_buffers: Vec<Option<Array>>,
+}
+
+/// Arrays and values of one execute: inputs, outputs, temps and value slots. Cleared after every
+/// execute so no stray handle keeps an old buffer alive (which would defeat in-place updates).
+#[derive(Default)]
+pub struct Transient {
+    /// Inputs, outputs and temps, indexed by `Layout::locate`.
+    pub tensors: Vec<Option<Array>>,
+    pub values: Vec<Option<Value>>,
+}
+
+impl Transient {
+    pub fn new(graph: &Graph) -> Self {
+        let n = graph.num_inputs + graph.num_outputs + graph.num_temps;
+        Transient { tensors: vec![None; n as usize], values: vec![None; graph.num_values as usize] }
+    }
+    pub fn clear(&mut self) {
+        self.tensors.iter_mut().for_each(|t| *t = None);
+        self.values.iter_mut().for_each(|v| *v = None);
+    }
+}
+
+/// What op functions see: the graph, the slots, the stream, and whether this is the init chain
+/// (the only time constants may be written).
+pub struct Ctx<'a> {
+    pub graph: &'a Graph,
+    pub layout: Layout,
+    pub persistent: &'a mut Persistent,
+    pub transient: &'a mut Transient,
+    pub stream: Stream,
+    pub is_init_chain: bool,
+    pub cache: Option<&'a mut crate::cache::SequenceCache>,
+    pub options: &'a crate::backend::ExecOptions,
+}
+
+impl Ctx<'_> {
+    /// The array in slot `tid`.
+    pub fn get(&self, tid: Tid) -> Result<&Array, ExecError> {
+        let slot = match self.layout.locate(tid)? {
+            Location::Constant(i) => self.persistent.constants.get(i),
+            Location::MutableBuffer(i) => self.persistent.mutable_buffers.get(i).and_then(Option::as_ref),
+            Location::Transient(i) => self.transient.tensors.get(i).and_then(Option::as_ref),
+        };
+        slot.ok_or(ExecError::UninitializedTensor(tid.0))
+    }
+
+    /// An optional tensor operand.
+    pub fn get_opt(&self, tid: Option<Tid>) -> Result<Option<&Array>, ExecError> {
+        tid.map(|t| self.get(t)).transpose()
+    }
+
+    /// Stores `array` in slot `tid`, dropping the handle it held (so MLX can reuse that buffer).
+    /// Constants are writable only by the init chain.
+    pub fn set(&mut self, tid: Tid, array: Array) -> Result<(), ExecError> {
+        let slot = match self.layout.locate(tid)? {
+            Location::Constant(_) if !self.is_init_chain => return Err(ExecError::WriteToConstant(tid.0)),
+            Location::Constant(i) => {
+                let c = self.persistent.constants.get_mut(i).ok_or(ExecError::UninitializedTensor(tid.0))?;
+                *c = array;
+                return Ok(());
+            }
+            Location::MutableBuffer(i) => self.persistent.mutable_buffers.get_mut(i),
+            Location::Transient(i) => self.transient.tensors.get_mut(i),
+        };
+        *slot.ok_or(ExecError::UninitializedTensor(tid.0))? = Some(array);
+        Ok(())
+    }
+
+    /// Takes the array out of a writable slot, for in-place updates: the caller builds the updated
+    /// array and `set`s it back, so no second handle to the old buffer survives and MLX can donate
+    /// it. Constants are refused outside the init chain, as in the reference runtime.
+    pub fn take(&mut self, tid: Tid) -> Result<Array, ExecError> {
+        let slot = match self.layout.locate(tid)? {
+            Location::Constant(_) if !self.is_init_chain => return Err(ExecError::WriteToConstant(tid.0)),
+            Location::Constant(_) => return self.get(tid).cloned(),
+            Location::MutableBuffer(i) => self.persistent.mutable_buffers.get_mut(i),
+            Location::Transient(i) => self.transient.tensors.get_mut(i),
+        };
+        slot.and_then(Option::take).ok_or(ExecError::UninitializedTensor(tid.0))
+    }
+
+    pub fn value(&self, vid: Vid) -> Result<Value, ExecError> {
+        self.transient
+            .values
+            .get(vid.0 as usize)
+            .copied()
+            .flatten()
+            .ok_or(ExecError::UninitializedValue(vid.0))
+    }
+
+    pub fn set_value(&mut self, vid: Vid, v: Value) -> Result<(), ExecError> {
+        let slot = self.transient.values.get_mut(vid.0 as usize).ok_or(ExecError::UninitializedValue(vid.0))?;
+        *slot = Some(v);
+        Ok(())
+    }
+
+    /// Resolves an int operand. Literals are clamped to int32 (`i64::MAX` → `i32::MAX`, which
+    /// slice bounds use as "to the end"); value slots must hold ints.
+    pub fn int(&self, v: IntOrVid) -> Result<i32, ExecError> {
+        match v {
+            IntOrVid::Lit(x) => Ok(x.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+            IntOrVid::Vid(vid) => match self.value(vid)? {
+                Value::Int(i) => Ok(i),
+                other => Err(ExecError::ValueKind { vid: vid.0, expected: "int", found: format!("{other:?}") }),
+            },
+        }
+    }
+
+    pub fn ints(&self, vs: &[IntOrVid]) -> Result<Vec<i32>, ExecError> {
+        vs.iter().map(|&v| self.int(v)).collect()
+    }
+
+    /// Resolves a float operand (a literal narrowed to f32, or an int/float value slot).
+    pub fn float(&self, v: FloatOrVid) -> Result<f32, ExecError> {
+        match v {
+            FloatOrVid::Lit(x) => Ok(x as f32),
+            FloatOrVid::Vid(vid) => match self.value(vid)? {
+                Value::Int(i) => Ok(i as f32),
+                Value::Float(f) => Ok(f),
+                Value::Bool(b) => Ok(b as u8 as f32),
+            },
+        }
+    }
+
+    /// The MLX dtype of an ExecuTorch ScalarType code.
+    pub fn dtype(&self, scalar_type: i8) -> Result<Dtype, ExecError> {
+        crate::dtype::mlx_dtype(scalar_type)
+    }
+
+    pub fn s(&self) -> Stream {
+        self.stream
+    }
+}
