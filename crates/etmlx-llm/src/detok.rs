@@ -42,7 +42,9 @@ impl<'t> IncrementalDecoder<'t> {
         let prefix = self.decode(self.prefix_start, self.read_end)?;
         let full = self.decode(self.prefix_start, self.tokens.len())?;
         let pending = self.tokens.len() - self.read_end;
-        if full.len() <= prefix.len() || (full.ends_with(REPLACEMENT) && pending < MAX_PENDING_TOKENS) {
+        if full.len() <= prefix.len()
+            || (full.ends_with(REPLACEMENT) && pending < MAX_PENDING_TOKENS)
+        {
             return Ok(None);
         }
         let Some(new_text) = suffix_after(&full, &prefix) else {
@@ -64,7 +66,9 @@ impl<'t> IncrementalDecoder<'t> {
         let full = self.decode(self.prefix_start, self.tokens.len())?;
         self.prefix_start = self.tokens.len();
         self.read_end = self.tokens.len();
-        Ok(suffix_after(&full, &prefix).filter(|s| !s.is_empty()).map(str::to_string))
+        Ok(suffix_after(&full, &prefix)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string))
     }
 
     /// All ids pushed so far.
@@ -83,12 +87,14 @@ impl<'t> IncrementalDecoder<'t> {
         if start >= end {
             return Ok(String::new());
         }
-        self.tokenizer.decode(&self.tokens[start..end], self.skip_special_tokens)
+        self.tokenizer
+            .decode(&self.tokens[start..end], self.skip_special_tokens)
     }
 }
 
 /// The part of `full` after `prefix`. Decoders are prefix-stable in practice, so `full` starts with `prefix`;
 /// when one is not, cut at the same byte length if that is a character boundary, else give up on this step.
 fn suffix_after<'a>(full: &'a str, prefix: &str) -> Option<&'a str> {
-    full.strip_prefix(prefix).or_else(|| full.get(prefix.len()..))
+    full.strip_prefix(prefix)
+        .or_else(|| full.get(prefix.len()..))
 }

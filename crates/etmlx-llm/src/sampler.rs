@@ -69,7 +69,11 @@ impl SamplerConfig {
             expected,
         };
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(bad("temperature", self.temperature, "a finite number ≥ 0 (0 = greedy)"));
+            return Err(bad(
+                "temperature",
+                self.temperature,
+                "a finite number ≥ 0 (0 = greedy)",
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(bad("top_p", self.top_p, "a number in (0, 1] (1 = off)"));
@@ -78,19 +82,33 @@ impl SamplerConfig {
             return Err(bad("min_p", self.min_p, "a number in [0, 1] (0 = off)"));
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            return Err(bad("repetition_penalty", self.repetition_penalty, "a finite number > 0 (1 = off)"));
+            return Err(bad(
+                "repetition_penalty",
+                self.repetition_penalty,
+                "a finite number > 0 (1 = off)",
+            ));
         }
         if !self.presence_penalty.is_finite() {
-            return Err(bad("presence_penalty", self.presence_penalty, "a finite number (0 = off)"));
+            return Err(bad(
+                "presence_penalty",
+                self.presence_penalty,
+                "a finite number (0 = off)",
+            ));
         }
         if !self.frequency_penalty.is_finite() {
-            return Err(bad("frequency_penalty", self.frequency_penalty, "a finite number (0 = off)"));
+            return Err(bad(
+                "frequency_penalty",
+                self.frequency_penalty,
+                "a finite number (0 = off)",
+            ));
         }
         Ok(())
     }
 
     fn has_penalties(&self) -> bool {
-        self.repetition_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0
+        self.repetition_penalty != 1.0
+            || self.presence_penalty != 0.0
+            || self.frequency_penalty != 0.0
     }
 }
 
@@ -104,7 +122,9 @@ pub struct Sampler {
 
 impl std::fmt::Debug for Sampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sampler").field("config", &self.config).finish()
+        f.debug_struct("Sampler")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -136,7 +156,10 @@ impl Sampler {
             return Err(LlmError::Sampling("the logits row is empty".into()));
         }
         if u32::try_from(logits.len()).is_err() {
-            return Err(LlmError::Sampling(format!("{} logits is more than u32 ids", logits.len())));
+            return Err(LlmError::Sampling(format!(
+                "{} logits is more than u32 ids",
+                logits.len()
+            )));
         }
         let logits = if self.config.has_penalties() {
             self.scratch.clear();
@@ -152,7 +175,8 @@ impl Sampler {
         };
 
         if self.config.is_greedy() {
-            return argmax(logits).ok_or_else(|| LlmError::Sampling("every logit is NaN or -inf".into()));
+            return argmax(logits)
+                .ok_or_else(|| LlmError::Sampling("every logit is NaN or -inf".into()));
         }
 
         let inv_t = 1.0 / self.config.temperature;
@@ -168,7 +192,11 @@ impl Sampler {
             return Err(LlmError::Sampling("every logit is NaN or -inf".into()));
         }
         // Most likely first; equal logits keep id order so truncation is deterministic.
-        let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal).then(a.0.cmp(&b.0));
+        let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| {
+            b.1.partial_cmp(&a.1)
+                .unwrap_or(Ordering::Equal)
+                .then(a.0.cmp(&b.0))
+        };
         let k = self.config.top_k;
         if k > 0 && k < self.candidates.len() {
             self.candidates.select_nth_unstable_by(k - 1, by_logit_desc);
@@ -178,10 +206,18 @@ impl Sampler {
 
         // Softmax over the candidates (f64 for the sums); `probs` follows the sorted candidate order.
         let max = self.candidates[0].1;
-        let mut probs: Vec<f64> = self.candidates.iter().map(|&(_, l)| f64::from(l - max).exp()).collect();
+        let mut probs: Vec<f64> = self
+            .candidates
+            .iter()
+            .map(|&(_, l)| f64::from(l - max).exp())
+            .collect();
         if max == f32::INFINITY {
             // +inf logits share all the mass.
-            probs = self.candidates.iter().map(|&(_, l)| if l == f32::INFINITY { 1.0 } else { 0.0 }).collect();
+            probs = self
+                .candidates
+                .iter()
+                .map(|&(_, l)| if l == f32::INFINITY { 1.0 } else { 0.0 })
+                .collect();
         }
         let total: f64 = probs.iter().sum();
         let mut keep = probs.len();
@@ -235,7 +271,8 @@ pub fn argmax(logits: &[f32]) -> Option<u32> {
             best = Some((i, l));
         }
     }
-    best.filter(|&(_, l)| l > f32::NEG_INFINITY).map(|(i, _)| i as u32)
+    best.filter(|&(_, l)| l > f32::NEG_INFINITY)
+        .map(|(i, _)| i as u32)
 }
 
 /// Applies the repetition (HF rule), presence and frequency (OpenAI rule) penalties in place.

@@ -50,7 +50,11 @@ impl GenerationStats {
     pub fn summary(&self) -> String {
         let mut line = format!(
             "prompt: {} tokens, {:.1} tok/s | TTFT: {:.1} ms | generated: {} tokens, {:.1} tok/s",
-            self.prompt_tokens, self.prefill_tok_s, self.ttft_ms, self.generated_tokens, self.decode_tok_s
+            self.prompt_tokens,
+            self.prefill_tok_s,
+            self.ttft_ms,
+            self.generated_tokens,
+            self.decode_tok_s
         );
         if let Some(bytes) = self.peak_memory_bytes {
             line.push_str(&format!(" | peak memory: {}", format_bytes(bytes)));
@@ -122,7 +126,12 @@ impl GenerationTimer {
         self.first_token.map(|t| t - self.start)
     }
 
-    pub fn finish(&self, prompt_tokens: usize, generated_tokens: usize, peak_memory_bytes: Option<u64>) -> GenerationStats {
+    pub fn finish(
+        &self,
+        prompt_tokens: usize,
+        generated_tokens: usize,
+        peak_memory_bytes: Option<u64>,
+    ) -> GenerationStats {
         let now = Instant::now();
         let first = self.first_token.unwrap_or(now);
         GenerationStats::from_spans(

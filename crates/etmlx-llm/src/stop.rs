@@ -59,7 +59,11 @@ impl StopIds {
     /// The model's EOS ids (e.g. the `.pte`'s `get_eos_ids` constant, tokenizer_config's `eos_token`)
     /// ∪ generation_config.json's `eos_token_id` (Qwen3 needs both `<|im_end|>` and `<|endoftext|>`)
     /// ∪ the chat template's end-of-turn token.
-    pub fn build(model_eos_ids: &[u32], generation_config_eos_ids: &[u32], end_of_turn: Option<u32>) -> Self {
+    pub fn build(
+        model_eos_ids: &[u32],
+        generation_config_eos_ids: &[u32],
+        end_of_turn: Option<u32>,
+    ) -> Self {
         let mut ids: BTreeSet<u32> = model_eos_ids.iter().copied().collect();
         ids.extend(generation_config_eos_ids.iter().copied());
         ids.extend(end_of_turn);
@@ -68,12 +72,20 @@ impl StopIds {
 
     /// Everything a chat run should stop on: `extra_eos_ids` (from the model file) ∪ the tokenizer folder's EOS
     /// ids ∪ the template's end-of-turn token (when a template is used).
-    pub fn for_tokenizer(tokenizer: &Tokenizer, template: Option<&ChatTemplate>, extra_eos_ids: &[u32]) -> Self {
+    pub fn for_tokenizer(
+        tokenizer: &Tokenizer,
+        template: Option<&ChatTemplate>,
+        extra_eos_ids: &[u32],
+    ) -> Self {
         let end_of_turn = template.and_then(|t| {
             let options = RenderOptions::for_tokenizer(tokenizer, false);
             t.end_of_turn_token(&tokenizer.special_tokens(), &options)
         });
-        let mut stop = Self::build(extra_eos_ids, &tokenizer.generation_config().eos_token_ids, end_of_turn.map(|t| t.id));
+        let mut stop = Self::build(
+            extra_eos_ids,
+            &tokenizer.generation_config().eos_token_ids,
+            end_of_turn.map(|t| t.id),
+        );
         stop.ids.extend(tokenizer.eos_token().map(|t| t.id));
         stop
     }
@@ -127,15 +139,26 @@ impl StopStrings {
 
     pub fn push(&mut self, text: &str) -> StopCheck {
         self.held.push_str(text);
-        if let Some(pos) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(pos) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             let text = self.held[..pos].to_string();
             self.held.clear();
-            return StopCheck { text, stopped: true };
+            return StopCheck {
+                text,
+                stopped: true,
+            };
         }
         let keep = self.longest_partial_suffix();
         let text = self.held[..self.held.len() - keep].to_string();
         self.held.drain(..self.held.len() - keep);
-        StopCheck { text, stopped: false }
+        StopCheck {
+            text,
+            stopped: false,
+        }
     }
 
     /// Releases held-back text (generation ended for another reason).

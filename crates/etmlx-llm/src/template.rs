@@ -125,17 +125,19 @@ impl ChatTemplate {
         let text = std::fs::read_to_string(path).map_err(|e| LlmError::io(path, e))?;
         let origin = path.display().to_string();
         if path.extension().is_some_and(|e| e == "json") {
-            let json: serde_json::Value = serde_json::from_str(&text).map_err(|source| LlmError::Json {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            let inner = json.get("chat_template").and_then(|v| v.as_str()).ok_or_else(|| {
-                LlmError::InvalidConfig {
+            let json: serde_json::Value =
+                serde_json::from_str(&text).map_err(|source| LlmError::Json {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            let inner = json
+                .get("chat_template")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| LlmError::InvalidConfig {
                     path: path.to_path_buf(),
                     field: "chat_template".into(),
                     message: "missing or not a string".into(),
-                }
-            })?;
+                })?;
             return Self::new(inner, origin);
         }
         Self::new(&text, origin)
@@ -173,10 +175,20 @@ impl ChatTemplate {
 
     /// Renders messages given as JSON objects, for what [`Message`] cannot hold (`tool_calls`, `tool` turns,
     /// content lists, `reasoning_content`).
-    pub fn render_json(&self, messages: &[serde_json::Value], options: &RenderOptions) -> Result<String> {
+    pub fn render_json(
+        &self,
+        messages: &[serde_json::Value],
+        options: &RenderOptions,
+    ) -> Result<String> {
         let mut ctx = serde_json::Map::new();
-        ctx.insert("messages".into(), serde_json::Value::Array(messages.to_vec()));
-        ctx.insert("add_generation_prompt".into(), options.add_generation_prompt.into());
+        ctx.insert(
+            "messages".into(),
+            serde_json::Value::Array(messages.to_vec()),
+        );
+        ctx.insert(
+            "add_generation_prompt".into(),
+            options.add_generation_prompt.into(),
+        );
         if let Some(bos) = &options.bos_token {
             ctx.insert("bos_token".into(), bos.clone().into());
         }
@@ -201,9 +213,16 @@ impl ChatTemplate {
     /// Finds the token that ends an assistant turn (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`, ...): renders a
     /// probe conversation and returns the first of `special_tokens` that follows the assistant's reply.
     /// `None` when the template renders nothing special after a reply, or cannot render the probe.
-    pub fn end_of_turn_token(&self, special_tokens: &[SpecialToken], options: &RenderOptions) -> Option<SpecialToken> {
+    pub fn end_of_turn_token(
+        &self,
+        special_tokens: &[SpecialToken],
+        options: &RenderOptions,
+    ) -> Option<SpecialToken> {
         const REPLY: &str = "etmlx probe reply 7f3a";
-        let probe = [Message::user("etmlx probe question"), Message::assistant(REPLY)];
+        let probe = [
+            Message::user("etmlx probe question"),
+            Message::assistant(REPLY),
+        ];
         let options = RenderOptions {
             add_generation_prompt: false,
             ..options.clone()
@@ -214,7 +233,11 @@ impl ChatTemplate {
         special_tokens
             .iter()
             .filter(|t| !t.text.is_empty())
-            .filter_map(|t| after.find(&t.text).map(|pos| (pos, std::cmp::Reverse(t.text.len()), t)))
+            .filter_map(|t| {
+                after
+                    .find(&t.text)
+                    .map(|pos| (pos, std::cmp::Reverse(t.text.len()), t))
+            })
             .min_by_key(|(pos, len, _)| (*pos, *len))
             .map(|(_, _, t)| t.clone())
     }
@@ -292,7 +315,10 @@ fn parse_generation_tag(s: &str) -> Option<GenerationTag> {
         .or_else(|| inner.strip_prefix("generation"))?;
     let inner = inner.trim_start();
     let right = marker(inner.chars().next());
-    let tail = inner.strip_prefix(['-', '+']).unwrap_or(inner).strip_prefix("%}")?;
+    let tail = inner
+        .strip_prefix(['-', '+'])
+        .unwrap_or(inner)
+        .strip_prefix("%}")?;
     Some(GenerationTag {
         len: s.len() - tail.len(),
         left,
@@ -301,7 +327,10 @@ fn parse_generation_tag(s: &str) -> Option<GenerationTag> {
 }
 
 fn raise_exception(message: String) -> std::result::Result<Value, Error> {
-    Err(Error::new(ErrorKind::InvalidOperation, format!("template raised: {message}")))
+    Err(Error::new(
+        ErrorKind::InvalidOperation,
+        format!("template raised: {message}"),
+    ))
 }
 
 fn strftime_now(format: String) -> String {
@@ -326,7 +355,15 @@ const MONTHS: [&str; 12] = [
     "November",
     "December",
 ];
-const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 /// Formats a Unix time (UTC) with the strftime directives chat templates use (`%d %b %Y`, `%B`, `%A`, `%H:%M`...).
 /// Unknown directives are written through unchanged.
@@ -399,7 +436,11 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 /// `tojson` as jinja2 + transformers write it: `json.dumps(x, ensure_ascii=False, indent=indent)`.
-fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> std::result::Result<Value, Error> {
+fn tojson(
+    value: &Value,
+    indent: Option<Value>,
+    kwargs: Kwargs,
+) -> std::result::Result<Value, Error> {
     let indent = match indent {
         Some(v) => Some(v),
         None => kwargs.get::<Option<Value>>("indent")?,
@@ -419,10 +460,18 @@ fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> std::result::
     Ok(Value::from_safe_string(out))
 }
 
-fn write_py_json(out: &mut String, value: &Value, indent: Option<usize>, depth: usize) -> std::result::Result<(), Error> {
+fn write_py_json(
+    out: &mut String,
+    value: &Value,
+    indent: Option<usize>,
+    depth: usize,
+) -> std::result::Result<(), Error> {
     const MAX_DEPTH: usize = 128;
     if depth > MAX_DEPTH {
-        return Err(Error::new(ErrorKind::InvalidOperation, "tojson: value nested too deeply"));
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "tojson: value nested too deeply",
+        ));
     }
     let newline = |out: &mut String, level: usize| {
         if let Some(width) = indent {
@@ -536,9 +585,15 @@ mod tests {
         assert_eq!(strip_generation_tags("A \n {%- generation -%} \n B"), "AB");
         assert_eq!(strip_generation_tags("A {%+ generation +%} B"), "A  B");
         // A tag alone on its line: lstrip_blocks drops the indentation, trim_blocks the newline after it.
-        assert_eq!(strip_generation_tags("A\n    {% generation %}\nB\n  {%endgeneration%}\nC"), "A\nB\nC");
+        assert_eq!(
+            strip_generation_tags("A\n    {% generation %}\nB\n  {%endgeneration%}\nC"),
+            "A\nB\nC"
+        );
         // Not a generation tag: left alone.
-        assert_eq!(strip_generation_tags("{% generations %}{%"), "{% generations %}{%");
+        assert_eq!(
+            strip_generation_tags("{% generations %}{%"),
+            "{% generations %}{%"
+        );
     }
 
     #[test]
@@ -547,8 +602,14 @@ mod tests {
         assert_eq!(strftime_utc(1_721_692_800, "%d %b %Y"), "23 Jul 2024");
         assert_eq!(strftime_utc(1_721_692_800, "%A %B %j"), "Tuesday July 205");
         // 2000-02-29 12:34:56 UTC = 951827696 (leap day, a Tuesday).
-        assert_eq!(strftime_utc(951_827_696, "%Y-%m-%d %H:%M:%S %a %I%p %%"), "2000-02-29 12:34:56 Tue 12PM %");
+        assert_eq!(
+            strftime_utc(951_827_696, "%Y-%m-%d %H:%M:%S %a %I%p %%"),
+            "2000-02-29 12:34:56 Tue 12PM %"
+        );
         // 1969-12-31 23:59:59 UTC = -1 (a Wednesday).
-        assert_eq!(strftime_utc(-1, "%Y-%m-%d %H:%M:%S %A"), "1969-12-31 23:59:59 Wednesday");
+        assert_eq!(
+            strftime_utc(-1, "%Y-%m-%d %H:%M:%S %A"),
+            "1969-12-31 23:59:59 Wednesday"
+        );
     }
 }

@@ -128,23 +128,38 @@ impl Tokenizer {
         let mut tok = Self::from_json_bytes(&bytes, &origin)?;
         tok.files = files.clone();
 
-        let tokenizer_config = files.tokenizer_config.as_deref().map(read_json).transpose()?;
-        let special_tokens_map = files.special_tokens_map.as_deref().map(read_json).transpose()?;
+        let tokenizer_config = files
+            .tokenizer_config
+            .as_deref()
+            .map(read_json)
+            .transpose()?;
+        let special_tokens_map = files
+            .special_tokens_map
+            .as_deref()
+            .map(read_json)
+            .transpose()?;
 
         for (field, slot) in [("bos_token", &mut tok.bos), ("eos_token", &mut tok.eos)] {
             // tokenizer_config.json wins; special_tokens_map.json is the older place for the same names.
             let sources = [
                 (files.tokenizer_config.as_deref(), tokenizer_config.as_ref()),
-                (files.special_tokens_map.as_deref(), special_tokens_map.as_ref()),
+                (
+                    files.special_tokens_map.as_deref(),
+                    special_tokens_map.as_ref(),
+                ),
             ];
             for (path, json) in sources {
-                let (Some(path), Some(json)) = (path, json) else { continue };
+                let (Some(path), Some(json)) = (path, json) else {
+                    continue;
+                };
                 if let Some(text) = token_text_field(json, field, path)? {
-                    let id = tok.inner.token_to_id(&text).ok_or_else(|| LlmError::UnknownSpecialToken {
-                        path: path.to_path_buf(),
-                        field: field.to_string(),
-                        token: text.clone(),
-                        tokenizer: origin.clone(),
+                    let id = tok.inner.token_to_id(&text).ok_or_else(|| {
+                        LlmError::UnknownSpecialToken {
+                            path: path.to_path_buf(),
+                            field: field.to_string(),
+                            token: text.clone(),
+                            tokenizer: origin.clone(),
+                        }
                     })?;
                     *slot = Some(SpecialToken { text, id });
                     break;
@@ -152,7 +167,9 @@ impl Tokenizer {
             }
         }
 
-        if let (Some(path), Some(json)) = (files.tokenizer_config.as_deref(), tokenizer_config.as_ref()) {
+        if let (Some(path), Some(json)) =
+            (files.tokenizer_config.as_deref(), tokenizer_config.as_ref())
+        {
             tok.add_bos_token = optional_bool(json, "add_bos_token", path)?;
             tok.chat_template = chat_template_field(json, path)?;
         }
@@ -168,14 +185,20 @@ impl Tokenizer {
 
     /// Builds a tokenizer from the contents of a `tokenizer.json` alone (no config files).
     pub fn from_json_bytes(bytes: &[u8], origin: &str) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| LlmError::TokenizerLoad {
-            origin: origin.to_string(),
-            message: e.to_string(),
-        })?;
-        let max_id = inner.get_vocab(true).into_values().max().ok_or_else(|| LlmError::TokenizerLoad {
-            origin: origin.to_string(),
-            message: "the vocabulary is empty".to_string(),
-        })?;
+        let inner =
+            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| LlmError::TokenizerLoad {
+                origin: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        let max_id =
+            inner
+                .get_vocab(true)
+                .into_values()
+                .max()
+                .ok_or_else(|| LlmError::TokenizerLoad {
+                    origin: origin.to_string(),
+                    message: "the vocabulary is empty".to_string(),
+                })?;
         Ok(Tokenizer {
             inner,
             origin: origin.to_string(),
@@ -308,7 +331,10 @@ impl Tokenizer {
             .get_added_tokens_decoder()
             .into_iter()
             .filter(|(_, t)| t.special)
-            .map(|(id, t)| SpecialToken { text: t.content, id })
+            .map(|(id, t)| SpecialToken {
+                text: t.content,
+                id,
+            })
             .collect();
         out.sort_by_key(|t| t.id);
         out
@@ -325,7 +351,10 @@ fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
     if meta.len() > limit {
         return Err(LlmError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::other(format!("file is {} bytes, more than the {limit}-byte limit", meta.len())),
+            source: std::io::Error::other(format!(
+                "file is {} bytes, more than the {limit}-byte limit",
+                meta.len()
+            )),
         });
     }
     fs::read(path).map_err(|e| LlmError::io(path, e))
@@ -356,7 +385,11 @@ fn token_text_field(json: &Json, field: &str, path: &Path) -> Result<Option<Stri
             Some(Json::String(s)) => Ok(Some(s.clone())),
             _ => Err(invalid(path, field, "an object without a string `content`")),
         },
-        Some(other) => Err(invalid(path, field, format!("expected a string or an object, found {other}"))),
+        Some(other) => Err(invalid(
+            path,
+            field,
+            format!("expected a string or an object, found {other}"),
+        )),
     }
 }
 
@@ -364,7 +397,11 @@ fn optional_bool(json: &Json, field: &str, path: &Path) -> Result<Option<bool>> 
     match json.get(field) {
         None | Some(Json::Null) => Ok(None),
         Some(Json::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(invalid(path, field, format!("expected true or false, found {other}"))),
+        Some(other) => Err(invalid(
+            path,
+            field,
+            format!("expected true or false, found {other}"),
+        )),
     }
 }
 
@@ -373,14 +410,21 @@ fn chat_template_field(json: &Json, path: &Path) -> Result<Option<TemplateSource
     let origin = format!("{}#chat_template", path.display());
     match json.get("chat_template") {
         None | Some(Json::Null) => Ok(None),
-        Some(Json::String(s)) => Ok(Some(TemplateSource { text: s.clone(), origin })),
+        Some(Json::String(s)) => Ok(Some(TemplateSource {
+            text: s.clone(),
+            origin,
+        })),
         Some(Json::Array(items)) => {
             let mut names = Vec::new();
             for item in items {
                 let name = item.get("name").and_then(Json::as_str);
                 let template = item.get("template").and_then(Json::as_str);
                 let (Some(name), Some(template)) = (name, template) else {
-                    return Err(invalid(path, "chat_template", "a list entry without string `name` and `template`"));
+                    return Err(invalid(
+                        path,
+                        "chat_template",
+                        "a list entry without string `name` and `template`",
+                    ));
                 };
                 if name == "default" {
                     return Ok(Some(TemplateSource {
@@ -396,7 +440,11 @@ fn chat_template_field(json: &Json, path: &Path) -> Result<Option<TemplateSource
                 format!("a list of named templates without \"default\" (has {names:?})"),
             ))
         }
-        Some(other) => Err(invalid(path, "chat_template", format!("expected a string or a list, found {other}"))),
+        Some(other) => Err(invalid(
+            path,
+            "chat_template",
+            format!("expected a string or a list, found {other}"),
+        )),
     }
 }
 
@@ -444,10 +492,13 @@ fn parse_generation_config(json: &Json, path: &Path, max_id: u32) -> Result<Gene
         None | Some(Json::Null) => {}
         Some(Json::Array(items)) => {
             for item in items {
-                cfg.eos_token_ids.push(token_id(item, path, "eos_token_id", max_id)?);
+                cfg.eos_token_ids
+                    .push(token_id(item, path, "eos_token_id", max_id)?);
             }
         }
-        Some(v) => cfg.eos_token_ids.push(token_id(v, path, "eos_token_id", max_id)?),
+        Some(v) => cfg
+            .eos_token_ids
+            .push(token_id(v, path, "eos_token_id", max_id)?),
     }
     let number = |field: &str| -> Result<Option<f64>> {
         match json.get(field) {
@@ -465,7 +516,13 @@ fn parse_generation_config(json: &Json, path: &Path, max_id: u32) -> Result<Gene
                 .as_u64()
                 .and_then(|n| usize::try_from(n).ok())
                 .map(Some)
-                .ok_or_else(|| invalid(path, field, format!("expected a non-negative integer, found {v}"))),
+                .ok_or_else(|| {
+                    invalid(
+                        path,
+                        field,
+                        format!("expected a non-negative integer, found {v}"),
+                    )
+                }),
         }
     };
     cfg.do_sample = optional_bool(json, "do_sample", path)?;

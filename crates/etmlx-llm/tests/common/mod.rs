@@ -26,7 +26,9 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
 
 /// A scratch directory under the target dir, emptied first.
 pub fn scratch_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("etmlx-llm").join(name);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("etmlx-llm")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
