@@ -231,7 +231,8 @@ pub fn contiguous(x: &Array, allow_col_major: bool, s: Stream) -> Result<Array> 
 }
 
 /// Pads `axes[i]` with `low[i]` elements before and `high[i]` after. `mode` is `"constant"`
-/// (fill with `value`) or `"edge"` (repeat the border); MLX rejects anything else.
+/// (fill with `value`) or `"edge"` (repeat the border). MLX 0.32 also accepts other modes
+/// (e.g. `"reflect"`), so the delegate validates the mode itself; unknown modes are errors.
 pub fn pad(
     x: &Array,
     axes: &[i32],
