@@ -15,10 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{LlmError, Result};
 
+/// Temperatures below this sample greedily: dividing by them overflows the logits.
+pub const MIN_TEMPERATURE: f32 = 1e-4;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SamplerConfig {
-    /// 0 = greedy.
+    /// 0 = greedy (so is anything below [`MIN_TEMPERATURE`]).
     pub temperature: f32,
     /// Keep the k most likely tokens; 0 = off.
     pub top_k: usize,
@@ -58,8 +61,9 @@ impl SamplerConfig {
         Self::default()
     }
 
+    /// Greedy when the temperature is (nearly) 0 or only one token is kept.
     pub fn is_greedy(&self) -> bool {
-        self.temperature == 0.0 || self.top_k == 1
+        self.temperature < MIN_TEMPERATURE || self.top_k == 1
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -180,82 +184,102 @@ impl Sampler {
         }
 
         let inv_t = 1.0 / self.config.temperature;
-        self.candidates.clear();
-        self.candidates.extend(
+        let candidates = &mut self.candidates;
+        candidates.clear();
+        candidates.extend(
             logits
                 .iter()
                 .enumerate()
-                .filter(|(_, l)| l.is_finite() || **l == f32::INFINITY)
+                .filter(|(_, l)| !l.is_nan() && **l != f32::NEG_INFINITY)
                 .map(|(i, &l)| (i as u32, l * inv_t)),
         );
-        if self.candidates.is_empty() {
+        if candidates.is_empty() {
             return Err(LlmError::Sampling("every logit is NaN or -inf".into()));
         }
-        // Most likely first; equal logits keep id order so truncation is deterministic.
-        let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| {
-            b.1.partial_cmp(&a.1)
-                .unwrap_or(Ordering::Equal)
-                .then(a.0.cmp(&b.0))
-        };
+        if candidates.iter().any(|c| c.1 == f32::INFINITY) {
+            // +inf logits share all the mass equally.
+            candidates.retain(|c| c.1 == f32::INFINITY);
+            candidates.iter_mut().for_each(|c| c.1 = 0.0);
+        }
+
+        // Every step below is O(vocab) except sorting the top-p nucleus, which is usually small.
         let k = self.config.top_k;
-        if k > 0 && k < self.candidates.len() {
-            self.candidates.select_nth_unstable_by(k - 1, by_logit_desc);
-            self.candidates.truncate(k);
+        if k > 0 && k < candidates.len() {
+            candidates.select_nth_unstable_by(k - 1, by_logit_desc);
+            candidates.truncate(k);
         }
-        self.candidates.sort_unstable_by(by_logit_desc);
-
-        // Softmax over the candidates (f64 for the sums); `probs` follows the sorted candidate order.
-        let max = self.candidates[0].1;
-        let mut probs: Vec<f64> = self
-            .candidates
+        let max = candidates
             .iter()
-            .map(|&(_, l)| f64::from(l - max).exp())
-            .collect();
-        if max == f32::INFINITY {
-            // +inf logits share all the mass.
-            probs = self
-                .candidates
-                .iter()
-                .map(|&(_, l)| if l == f32::INFINITY { 1.0 } else { 0.0 })
-                .collect();
-        }
-        let total: f64 = probs.iter().sum();
-        let mut keep = probs.len();
-
-        if self.config.top_p < 1.0 {
-            let threshold = f64::from(self.config.top_p) * total;
-            let mut cumulative = 0.0;
-            for (i, p) in probs.iter().enumerate() {
-                cumulative += p;
-                if cumulative >= threshold {
-                    keep = i + 1;
-                    break;
-                }
-            }
-        }
+            .map(|c| c.1)
+            .fold(f32::NEG_INFINITY, f32::max);
         if self.config.min_p > 0.0 {
-            // probs[0] is the largest.
-            let floor = f64::from(self.config.min_p) * probs[0];
-            keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
+            // p / p_max = exp(l − l_max), so `p ≥ min_p · p_max` is `l ≥ l_max + ln(min_p)`. The best token
+            // always survives every filter, so min-p commutes with top-k/top-p.
+            let floor = max + self.config.min_p.ln();
+            candidates.retain(|c| c.1 >= floor);
         }
-        let kept = &probs[..keep];
-        let kept_total: f64 = kept.iter().sum();
-        let target = self.next_unit() * kept_total;
+        let weight = |l: f32| f64::from(l - max).exp();
+        if self.config.top_p < 1.0 {
+            let total: f64 = candidates.iter().map(|c| weight(c.1)).sum();
+            let threshold = f64::from(self.config.top_p) * total;
+            let keep = nucleus_len(candidates, threshold, weight);
+            candidates.truncate(keep);
+        }
+
+        let total: f64 = candidates.iter().map(|c| weight(c.1)).sum();
+        let target = unit_interval(&mut self.rng) * total;
         let mut cumulative = 0.0;
-        for (i, p) in kept.iter().enumerate() {
-            cumulative += p;
+        for &(id, l) in candidates.iter() {
+            cumulative += weight(l);
             if target < cumulative {
-                return Ok(self.candidates[i].0);
+                return Ok(id);
             }
         }
-        // Rounding left target ≥ the last running sum: the last kept token with mass.
-        let last = kept.iter().rposition(|&p| p > 0.0).unwrap_or(0);
-        Ok(self.candidates[last].0)
+        // Rounding left target at or above the last running sum: take the last candidate.
+        candidates
+            .last()
+            .map(|c| c.0)
+            .ok_or_else(|| LlmError::Sampling("no candidate left after filtering".into()))
     }
+}
 
-    /// Uniform in [0, 1) with 53 random bits.
-    fn next_unit(&mut self) -> f64 {
-        (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+/// Uniform in [0, 1) with 53 random bits.
+fn unit_interval(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Most likely first; equal logits in id order, so truncation is deterministic.
+fn by_logit_desc(a: &(u32, f32), b: &(u32, f32)) -> Ordering {
+    b.1.partial_cmp(&a.1)
+        .unwrap_or(Ordering::Equal)
+        .then(a.0.cmp(&b.0))
+}
+
+/// Sorts the most likely candidates to the front and returns how many form the top-p nucleus: the smallest
+/// prefix whose weight reaches `threshold` (HF's rule: a token stays if the mass before it is below top_p).
+/// Selects a growing prefix instead of sorting the whole vocabulary, since the nucleus is usually small.
+fn nucleus_len(
+    candidates: &mut [(u32, f32)],
+    threshold: f64,
+    weight: impl Fn(f32) -> f64,
+) -> usize {
+    let mut m = 64.min(candidates.len());
+    loop {
+        if m < candidates.len() {
+            candidates.select_nth_unstable_by(m - 1, by_logit_desc);
+        }
+        candidates[..m].sort_unstable_by(by_logit_desc);
+        let mut cumulative = 0.0;
+        for (i, c) in candidates[..m].iter().enumerate() {
+            cumulative += weight(c.1);
+            if cumulative >= threshold {
+                return i + 1;
+            }
+        }
+        if m == candidates.len() {
+            return m;
+        }
+        m = (m * 4).min(candidates.len());
     }
 }
 

@@ -273,3 +273,29 @@ fn config_round_trips_through_json_with_defaults() {
     assert_eq!(config.repetition_penalty, 1.0);
     assert_eq!(config.seed, 5);
 }
+
+#[test]
+fn a_large_nucleus_is_found_past_the_first_selection() {
+    // 1000 equal logits: the nucleus for top_p 0.5 is 500 tokens, and equal logits keep id order, so exactly
+    // ids 0..500 can come out.
+    let logits = vec![1.0f32; 1000];
+    let mut s = sampler(SamplerConfig {
+        temperature: 1.0,
+        top_p: 0.5,
+        seed: 21,
+        ..Default::default()
+    });
+    let draws: Vec<u32> = (0..1000).map(|_| s.sample(&logits, &[]).unwrap()).collect();
+    assert!(draws.iter().all(|&id| id < 500));
+    assert!(draws.iter().any(|&id| id >= 450) && draws.iter().any(|&id| id < 50));
+}
+
+#[test]
+fn a_tiny_temperature_is_greedy() {
+    let mut s = sampler(SamplerConfig {
+        temperature: 1e-30,
+        seed: 1,
+        ..Default::default()
+    });
+    assert_eq!(s.sample(&[0.0, 5.0, 4.999], &[]).unwrap(), 1);
+}
