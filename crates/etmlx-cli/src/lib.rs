@@ -14,3 +14,51 @@ pub fn open_program(pte: &Path, ptd: Option<&Path>, options: BackendOptions) -> 
     program.set_backend_options(options);
     Ok(program)
 }
+
+pub mod inspect;
+pub mod run;
+
+use etmlx_runtime::{HostTensor, HostValue, ScalarType};
+
+/// Elements of a host tensor as f64/i64/bool JSON values (for printing small tensors).
+pub fn tensor_elements_json(t: &HostTensor, limit: usize) -> Vec<serde_json::Value> {
+    (0..t.numel().min(limit))
+        .filter_map(|i| etmlx_runtime::elements::read(t.dtype, &t.bytes, i).ok())
+        .map(|v| match v {
+            etmlx_runtime::elements::Scalar::Int(i) => serde_json::json!(i),
+            etmlx_runtime::elements::Scalar::Float(f) => serde_json::json!(f),
+            etmlx_runtime::elements::Scalar::Bool(b) => serde_json::json!(b),
+        })
+        .collect()
+}
+
+/// A method value as JSON: scalars as themselves, tensors of up to 64 elements as flat lists,
+/// larger tensors as `{dtype, sizes}`.
+pub fn host_value_json(v: &HostValue) -> serde_json::Value {
+    match v {
+        HostValue::Int(i) => serde_json::json!(i),
+        HostValue::Double(d) => serde_json::json!(d),
+        HostValue::Bool(b) => serde_json::json!(b),
+        HostValue::None => serde_json::Value::Null,
+        HostValue::Tensor(t) if t.numel() <= 64 => {
+            let items = tensor_elements_json(t, 64);
+            if t.sizes.is_empty() {
+                items.into_iter().next().unwrap_or(serde_json::Value::Null)
+            } else {
+                serde_json::Value::Array(items)
+            }
+        }
+        HostValue::Tensor(t) => serde_json::json!({"dtype": t.dtype.name(), "sizes": t.sizes}),
+    }
+}
+
+/// Converts a host tensor to another dtype element by element (e.g. float32 `.npy` data for a
+/// bfloat16 input, which NumPy cannot store).
+pub fn convert_tensor(t: &HostTensor, to: ScalarType) -> Result<HostTensor> {
+    let mut bytes = vec![0u8; t.numel() * to.element_size()];
+    for i in 0..t.numel() {
+        let v = etmlx_runtime::elements::read(t.dtype, &t.bytes, i)?;
+        etmlx_runtime::elements::write(to, &mut bytes, i, v)?;
+    }
+    Ok(HostTensor::new(to, t.sizes.clone(), bytes)?)
+}

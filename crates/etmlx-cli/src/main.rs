@@ -1,1 +1,142 @@
-fn main() {}
+//! `etmlx`: run ExecuTorch programs exported with the MLX delegate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use etmlx_cli::{inspect, run};
+use etmlx_runtime::{BackendOptions, OptionValue};
+
+#[derive(Parser)]
+#[command(name = "etmlx", version, about = "Run ExecuTorch .pte programs with the MLX delegate (Metal, CUDA or CPU)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by commands that execute a program.
+#[derive(clap::Args, Clone)]
+struct EngineArgs {
+    /// External data file (.ptd) whose named data is merged with the program's.
+    #[arg(long)]
+    ptd: Option<PathBuf>,
+    /// MLX device: gpu (Metal or CUDA) or cpu. Default: the GPU if this libmlx has one.
+    #[arg(long, value_parser = ["gpu", "cpu"])]
+    device: Option<String>,
+    /// Allow custom Metal kernels embedded in the program (GPU source code from the file).
+    #[arg(long)]
+    allow_custom_kernels: bool,
+}
+
+impl EngineArgs {
+    fn backend_options(&self) -> BackendOptions {
+        let mut o = BackendOptions::default();
+        let id = etmlx_mlx::BACKEND_ID;
+        if let Some(d) = &self.device {
+            o.set(id, etmlx_mlx::backend::option_keys::DEVICE, OptionValue::Str(d.clone()));
+        }
+        if self.allow_custom_kernels {
+            o.set(id, etmlx_mlx::backend::option_keys::ALLOW_CUSTOM_KERNELS, OptionValue::Bool(true));
+        }
+        o
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a program's methods, I/O, delegates (MLX op histogram, slots), metadata and kernels.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        ptd: Option<PathBuf>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one method on input tensors (.npy or op-test .bin files) and write its outputs.
+    Run {
+        file: PathBuf,
+        /// Method to run.
+        #[arg(long, default_value = "forward")]
+        method: String,
+        /// Input files, in order (.npy: one tensor each; .bin: a list).
+        #[arg(long = "input", num_args = 1..)]
+        inputs: Vec<PathBuf>,
+        /// Output file: .bin (all outputs) or .npy (a single output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Print outputs and timing as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("etmlx: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Inspect { file, ptd, json } => {
+            let report = inspect::inspect(&file, ptd.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                inspect::print_human(&report);
+            }
+            Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Run { file, method, inputs, output, json, engine } => {
+            let load_start = Instant::now();
+            let program = etmlx_cli::open_program(&file, engine.ptd.as_deref(), engine.backend_options())?;
+            let mut m = program.load_method(&method)?;
+            let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
+            run::bind_inputs(&mut m, run::read_inputs(&inputs)?)?;
+            let exec_start = Instant::now();
+            m.execute().with_context(|| format!("executing '{method}'"))?;
+            let exec_ms = exec_start.elapsed().as_secs_f64() * 1e3;
+            let outputs = m.outputs()?;
+            if let Some(path) = &output {
+                run::write_outputs(path, &outputs)?;
+            }
+            if json {
+                let outs: Vec<serde_json::Value> = outputs
+                    .iter()
+                    .map(|v| match v {
+                        etmlx_runtime::HostValue::Tensor(t) => serde_json::json!({
+                            "dtype": t.dtype.name(), "sizes": t.sizes,
+                            "values": etmlx_cli::tensor_elements_json(t, 16),
+                        }),
+                        other => etmlx_cli::host_value_json(other),
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({"method": method, "outputs": outs, "load_ms": load_ms, "execute_ms": exec_ms}));
+            } else {
+                for (i, v) in outputs.iter().enumerate() {
+                    match v {
+                        etmlx_runtime::HostValue::Tensor(t) => println!(
+                            "output {i}: {} {:?} first values {}",
+                            t.dtype,
+                            t.sizes,
+                            serde_json::Value::Array(etmlx_cli::tensor_elements_json(t, 8))
+                        ),
+                        other => println!("output {i}: {other:?}"),
+                    }
+                }
+                eprintln!("load {load_ms:.1} ms, execute {exec_ms:.1} ms");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
