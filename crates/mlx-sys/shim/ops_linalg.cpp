@@ -90,8 +90,9 @@ int etm_quantize(
     if (parts.size() > cap) {
       throw std::invalid_argument("quantize produced more outputs than the caller can hold");
     }
-    *n_out = parts.size();
-    emit_all(outs, parts.size(), std::move(parts));
+    const size_t count = parts.size();  // read before the move below
+    emit_all(outs, count, std::move(parts));
+    *n_out = count;
   });
 }
 
