@@ -13,24 +13,26 @@ mod ops;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
+use serde::Serialize;
+
 pub(crate) use op_table::with_op_table;
 pub use ops::{Op, ALL_OP_NAMES};
 
 /// Index of a tensor slot. One id space holds, in order: constants, inputs, outputs, mutable
 /// buffers, temps (see [`Graph::tid_class`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Tid(pub u32);
 
 /// Index of a scalar value slot (an int32 at run time in practice).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Vid(pub u32);
 
 /// Index into [`Graph::chains`] (the body of a Scan, a branch of an If).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ChainIdx(pub usize);
 
 /// An integer operand: a literal or a value slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum IntOrVid {
     /// The raw serialized literal. The executor clamps it to int32 (`i64::MAX` means "to the
     /// end" for slice bounds and becomes `i32::MAX`).
@@ -39,21 +41,21 @@ pub enum IntOrVid {
 }
 
 /// A float operand: a literal (narrowed to f32 by the executor) or a value slot.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub enum FloatOrVid {
     Lit(f64),
     Vid(Vid),
 }
 
 /// A scalar value slot or a tensor (only `Rope.offset`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum VidOrTid {
     Vid(Vid),
     Tid(Tid),
 }
 
 /// A literal integer, a value slot, or a tensor (only `Take.index`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum IntOrVidOrTid {
     Lit(i64),
     Vid(Vid),
@@ -62,7 +64,7 @@ pub enum IntOrVidOrTid {
 
 /// What a [`Slot`] index refers to: a tensor slot (a [`Tid`]) or a value slot (a [`Vid`]) that
 /// holds an int, a float or a bool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum SlotKind {
     Tensor,
     Int,
@@ -71,7 +73,7 @@ pub enum SlotKind {
 }
 
 /// A tensor or value slot, as listed in the I/O maps and named slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Slot {
     pub idx: u32,
     pub kind: SlotKind,
@@ -90,14 +92,14 @@ impl Slot {
 }
 
 /// A name bound to a slot. For constants the name is the named-data key of their bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NamedSlot {
     pub name: String,
     pub slot: Slot,
 }
 
 /// One dimension of a [`TensorMeta`] shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum ShapeDim {
     /// A fixed size (≥ 0).
     Static(i32),
@@ -107,7 +109,7 @@ pub enum ShapeDim {
 }
 
 /// Shape and dtype of a non-temp tensor slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TensorMeta {
     /// At most [`crate::payload::MAX_RANK`] dims.
     pub shape: Vec<ShapeDim>,
@@ -131,7 +133,7 @@ impl TensorMeta {
 }
 
 /// Which of the five consecutive tensor-id ranges a [`Tid`] falls in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum TidClass {
     Constant,
     Input,
@@ -140,8 +142,9 @@ pub enum TidClass {
     Temp,
 }
 
-/// A decoded, validated MLX delegate graph.
-#[derive(Debug, Clone, PartialEq)]
+/// A decoded, validated MLX delegate graph. Serializes (serde) with ops externally tagged by
+/// name, e.g. `{"Add": {"a": 0, "b": 1, "out": 2}}`, for `etmlx inspect` style dumps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Graph {
     /// Payload format version (0 or 1 today; "" reads as 1).
     pub version: u32,

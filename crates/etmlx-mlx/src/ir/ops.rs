@@ -102,7 +102,7 @@ macro_rules! define_ops {
         // MetalKernel is much larger than the other variants; a chain is short enough that the
         // wasted space does not matter and a flat enum keeps matching simple.
         #[allow(clippy::large_enum_variant)]
-        #[derive(Debug, Clone, PartialEq)]
+        #[derive(Debug, Clone, PartialEq, serde::Serialize)]
         pub enum Op {
             $( $variant { $( $field: $ty ),* } ),*
         }
