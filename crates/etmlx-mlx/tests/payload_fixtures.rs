@@ -61,7 +61,11 @@ fn every_fixture_payload_matches_the_official_node_counts() {
         .collect();
     entries.sort();
     for dir in entries {
-        let name = dir.file_name().and_then(|name| name.to_str()).expect("utf-8 name").to_owned();
+        let name = dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .expect("utf-8 name")
+            .to_owned();
         let meta: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).expect("meta"))
                 .expect("meta.json is JSON");
@@ -129,9 +133,15 @@ fn mutable_counter_writes_its_buffer_back() {
     assert_eq!(graph.tid_class(buffer), Some(TidClass::MutableBuffer));
     // acc is [1, 4] float32.
     let meta = graph.meta(buffer).expect("buffer meta");
-    assert_eq!((meta.static_shape(), meta.scalar_type), (Some(vec![1, 4]), 6));
+    assert_eq!(
+        (meta.static_shape(), meta.scalar_type),
+        (Some(vec![1, 4]), 6)
+    );
     let main = &graph.chains[graph.main_chain];
-    assert!(matches!(main.last(), Some(Op::IdCopy { out, .. }) if *out == buffer), "{main:?}");
+    assert!(
+        matches!(main.last(), Some(Op::IdCopy { out, .. }) if *out == buffer),
+        "{main:?}"
+    );
 }
 
 #[test]
@@ -141,7 +151,11 @@ fn dynamic_seq_input_has_a_bounded_dynamic_dim() {
     let meta = graph.meta(input).expect("input meta");
     // Exported with seq = Dim(min=1, max=32) on axis 1 of [1, seq, 8].
     assert!(matches!(meta.shape[0], ShapeDim::Static(1)));
-    assert!(matches!(meta.shape[1], ShapeDim::Dynamic { .. }), "{:?}", meta.shape);
+    assert!(
+        matches!(meta.shape[1], ShapeDim::Dynamic { .. }),
+        "{:?}",
+        meta.shape
+    );
     assert!(matches!(meta.shape[2], ShapeDim::Static(8)));
     assert_eq!(graph.output_map.len(), 2);
 }

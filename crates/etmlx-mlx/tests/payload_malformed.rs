@@ -39,7 +39,9 @@ fn assert_graph_invariants(graph: &Graph) {
     let total = graph.total_tensors();
     assert!(u64::from(total) <= payload::MAX_TENSORS);
     assert!(graph.main_chain < graph.chains.len());
-    assert!(graph.init_chain.is_none_or(|chain| chain < graph.chains.len()));
+    assert!(graph
+        .init_chain
+        .is_none_or(|chain| chain < graph.chains.len()));
     for op in graph.chains.iter().flatten() {
         op.for_each_tid(|tid| assert!(tid.0 < total, "{op:?}"));
         op.for_each_vid(|vid| assert!(vid.0 < graph.num_values, "{op:?}"));
@@ -48,10 +50,17 @@ fn assert_graph_invariants(graph: &Graph) {
         }
     }
     for slot in graph.input_map.iter().chain(&graph.output_map) {
-        let bound = if slot.tid().is_some() { total } else { graph.num_values };
+        let bound = if slot.tid().is_some() {
+            total
+        } else {
+            graph.num_values
+        };
         assert!(slot.idx < bound);
     }
-    assert_eq!(graph.tensor_meta.len() as u64, u64::from(graph.num_non_temp_tensors()));
+    assert_eq!(
+        graph.tensor_meta.len() as u64,
+        u64::from(graph.num_non_temp_tensors())
+    );
     for meta in graph.tensor_meta.iter().flatten() {
         assert!(meta.shape.len() <= payload::MAX_RANK);
         assert!((0..payload::SCALAR_TYPE_COUNT).contains(&meta.scalar_type));
@@ -102,7 +111,10 @@ fn data_segment_past_the_end_is_rejected() {
         let mut bad = blob.clone();
         bad[16..24].copy_from_slice(&size.to_le_bytes());
         assert!(
-            matches!(payload::parse(&bad), Err(PayloadError::BadDataSegment { .. })),
+            matches!(
+                payload::parse(&bad),
+                Err(PayloadError::BadDataSegment { .. })
+            ),
             "size {size}"
         );
     }
@@ -179,8 +191,8 @@ fn bit_flips_never_panic_nor_break_invariants() {
         ],
         ..add_graph()
     });
-    let accepted = flip_bits_and_parse(&small, &mut rng, 3000)
-        + flip_bits_and_parse(&rich, &mut rng, 3000);
+    let accepted =
+        flip_bits_and_parse(&small, &mut rng, 3000) + flip_bits_and_parse(&rich, &mut rng, 3000);
     // Most flips hit bytes that matter; some (padding, literal values) do not.
     assert!(accepted < 6000);
 }
@@ -195,10 +207,22 @@ fn unsupported_or_garbage_versions_are_rejected() {
             ..add_graph()
         })
     };
-    assert!(matches!(version("2"), Err(PayloadError::UnsupportedVersion { version: 2 })));
-    assert!(matches!(version("abc"), Err(PayloadError::BadVersion { .. })));
-    assert!(matches!(version("-1"), Err(PayloadError::BadVersion { .. })));
-    assert!(matches!(version("1 "), Err(PayloadError::BadVersion { .. })));
+    assert!(matches!(
+        version("2"),
+        Err(PayloadError::UnsupportedVersion { version: 2 })
+    ));
+    assert!(matches!(
+        version("abc"),
+        Err(PayloadError::BadVersion { .. })
+    ));
+    assert!(matches!(
+        version("-1"),
+        Err(PayloadError::BadVersion { .. })
+    ));
+    assert!(matches!(
+        version("1 "),
+        Err(PayloadError::BadVersion { .. })
+    ));
     assert_eq!(version("0").map(|graph| graph.version).ok(), Some(0));
 }
 
@@ -209,12 +233,20 @@ fn tensor_and_value_counts_are_capped() {
         num_temp_tensors: u32::MAX,
         ..add_graph()
     });
-    assert!(matches!(huge, Err(PayloadError::TooManyTensors { total, .. }) if total == 2 * u64::from(u32::MAX) + 3));
+    assert!(
+        matches!(huge, Err(PayloadError::TooManyTensors { total, .. }) if total == 2 * u64::from(u32::MAX) + 3)
+    );
     let just_over = parse_graph(&fb::MlxGraph {
         num_temp_tensors: 1_000_000 - 2,
         ..add_graph()
     });
-    assert!(matches!(just_over, Err(PayloadError::TooManyTensors { total: 1_000_001, .. })));
+    assert!(matches!(
+        just_over,
+        Err(PayloadError::TooManyTensors {
+            total: 1_000_001,
+            ..
+        })
+    ));
     let at_limit = parse_graph(&fb::MlxGraph {
         num_temp_tensors: 1_000_000 - 3,
         ..add_graph()
@@ -224,7 +256,10 @@ fn tensor_and_value_counts_are_capped() {
         num_values: 1_000_001,
         ..add_graph()
     });
-    assert!(matches!(values, Err(PayloadError::TooManyValues { count: 1_000_001 })));
+    assert!(matches!(
+        values,
+        Err(PayloadError::TooManyValues { count: 1_000_001 })
+    ));
 }
 
 #[test]
@@ -233,7 +268,14 @@ fn chain_indices_must_exist() {
         main_chain_idx: 1,
         ..add_graph()
     });
-    assert!(matches!(main, Err(PayloadError::BadChainIndex { what: "main_chain_idx", idx: 1, num_chains: 1 })));
+    assert!(matches!(
+        main,
+        Err(PayloadError::BadChainIndex {
+            what: "main_chain_idx",
+            idx: 1,
+            num_chains: 1
+        })
+    ));
     for init in [-2, 1, i32::MAX] {
         let result = parse_graph(&fb::MlxGraph {
             init_chain_idx: init,
@@ -248,7 +290,13 @@ fn chain_indices_must_exist() {
         instruction_chains: vec![],
         ..add_graph()
     });
-    assert!(matches!(no_chains, Err(PayloadError::BadChainIndex { what: "main_chain_idx", .. })));
+    assert!(matches!(
+        no_chains,
+        Err(PayloadError::BadChainIndex {
+            what: "main_chain_idx",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -257,12 +305,18 @@ fn tensor_meta_must_cover_exactly_the_non_temp_tensors() {
     graph.tensor_meta.as_mut().map(Vec::pop);
     assert!(matches!(
         parse_graph(&graph),
-        Err(PayloadError::TensorMetaLength { found: 2, expected: 3 })
+        Err(PayloadError::TensorMetaLength {
+            found: 2,
+            expected: 3
+        })
     ));
     graph.tensor_meta = None;
     assert!(matches!(
         parse_graph(&graph),
-        Err(PayloadError::TensorMetaLength { found: 0, expected: 3 })
+        Err(PayloadError::TensorMetaLength {
+            found: 0,
+            expected: 3
+        })
     ));
 }
 
@@ -279,7 +333,10 @@ fn rank_above_16_is_rejected() {
     assert!(with_meta(static_meta(&[1; 16], 6)).is_ok());
     assert!(matches!(
         with_meta(static_meta(&[1; 17], 6)),
-        Err(PayloadError::BadTensorMeta { tid: 1, source: FieldError::RankTooHigh { rank: 17 } })
+        Err(PayloadError::BadTensorMeta {
+            tid: 1,
+            source: FieldError::RankTooHigh { rank: 17 }
+        })
     ));
 }
 
@@ -294,17 +351,29 @@ fn malformed_shape_dims_are_rejected() {
         scalar_type: 6,
         dim_order: None,
     };
-    for (value, min, max) in [(-2, 0, -1), (-1, -1, -1), (-1, 5, 3), (-1, 0, -2), (4, 2, 1)] {
+    for (value, min, max) in [
+        (-2, 0, -1),
+        (-1, -1, -1),
+        (-1, 5, 3),
+        (-1, 0, -2),
+        (4, 2, 1),
+    ] {
         assert!(
             matches!(
                 with_meta(dim(value, min, max)),
-                Err(PayloadError::BadTensorMeta { tid: 1, source: FieldError::BadShapeDim { .. } })
+                Err(PayloadError::BadTensorMeta {
+                    tid: 1,
+                    source: FieldError::BadShapeDim { .. }
+                })
             ),
             "({value}, {min}, {max})"
         );
     }
     for (value, min, max) in [(-1, 0, -1), (-1, 5, -1), (-1, 2, 2), (0, 0, -1), (7, 0, -1)] {
-        assert!(with_meta(dim(value, min, max)).is_ok(), "({value}, {min}, {max})");
+        assert!(
+            with_meta(dim(value, min, max)).is_ok(),
+            "({value}, {min}, {max})"
+        );
     }
 }
 
@@ -322,7 +391,13 @@ fn bad_scalar_types_and_dim_orders_are_rejected() {
             ..static_meta(&[2, 3], 6)
         };
         assert!(
-            matches!(with_meta(meta), Err(PayloadError::BadTensorMeta { source: FieldError::BadDimOrder { .. }, .. })),
+            matches!(
+                with_meta(meta),
+                Err(PayloadError::BadTensorMeta {
+                    source: FieldError::BadDimOrder { .. },
+                    ..
+                })
+            ),
             "{dim_order:?}"
         );
     }
@@ -333,7 +408,12 @@ fn bad_scalar_types_and_dim_orders_are_rejected() {
     }))]);
     assert!(matches!(
         parse_graph(&op_dtype),
-        Err(PayloadError::BadOpField { op: "AsType", field: "scalar_type", source: FieldError::BadScalarType { value: 31 }, .. })
+        Err(PayloadError::BadOpField {
+            op: "AsType",
+            field: "scalar_type",
+            source: FieldError::BadScalarType { value: 31 },
+            ..
+        })
     ));
 }
 
@@ -343,7 +423,11 @@ fn io_maps_must_reference_existing_slots() {
     graph.input_map = Some(vec![tensor_slot(0), tensor_slot(3)]);
     assert!(matches!(
         parse_graph(&graph),
-        Err(PayloadError::BadSlot { list: "input_map", index: 1, source: FieldError::TidOutOfRange { tid: 3, total: 3 } })
+        Err(PayloadError::BadSlot {
+            list: "input_map",
+            index: 1,
+            source: FieldError::TidOutOfRange { tid: 3, total: 3 }
+        })
     ));
     let mut graph = add_graph();
     graph.output_map = Some(vec![fb::SlotVariant {
@@ -352,7 +436,14 @@ fn io_maps_must_reference_existing_slots() {
     }]);
     assert!(matches!(
         parse_graph(&graph),
-        Err(PayloadError::BadSlot { list: "output_map", index: 0, source: FieldError::VidOutOfRange { vid: 0, num_values: 0 } })
+        Err(PayloadError::BadSlot {
+            list: "output_map",
+            index: 0,
+            source: FieldError::VidOutOfRange {
+                vid: 0,
+                num_values: 0
+            }
+        })
     ));
     let mut graph = add_graph();
     graph.num_values = 1;
@@ -362,7 +453,11 @@ fn io_maps_must_reference_existing_slots() {
     }]);
     assert!(matches!(
         parse_graph(&graph),
-        Err(PayloadError::BadSlot { list: "mutable_buffer_map", source: FieldError::NotATensorSlot { .. }, .. })
+        Err(PayloadError::BadSlot {
+            list: "mutable_buffer_map",
+            source: FieldError::NotATensorSlot { .. },
+            ..
+        })
     ));
     let mut graph = add_graph();
     graph.named_slots = Some(vec![fb::NamedSlot {
@@ -371,7 +466,11 @@ fn io_maps_must_reference_existing_slots() {
     }]);
     assert!(matches!(
         parse_graph(&graph),
-        Err(PayloadError::BadSlot { list: "named_slots", index: 0, source: FieldError::TidOutOfRange { tid: 9, .. } })
+        Err(PayloadError::BadSlot {
+            list: "named_slots",
+            index: 0,
+            source: FieldError::TidOutOfRange { tid: 9, .. }
+        })
     ));
 }
 
@@ -381,7 +480,13 @@ fn io_maps_must_reference_existing_slots() {
 fn out_of_range_tids_and_vids_name_the_op_and_field() {
     assert!(matches!(
         parse_graph(&with_main_ops(vec![add(0, 1, 2), add(0, 3, 2)])),
-        Err(PayloadError::BadOpField { chain: 0, instr: 1, op: "Add", field: "b", source: FieldError::TidOutOfRange { tid: 3, total: 3 } })
+        Err(PayloadError::BadOpField {
+            chain: 0,
+            instr: 1,
+            op: "Add",
+            field: "b",
+            source: FieldError::TidOutOfRange { tid: 3, total: 3 }
+        })
     ));
     let vids = fb::MlxGraph {
         num_values: 2,
@@ -389,7 +494,16 @@ fn out_of_range_tids_and_vids_name_the_op_and_field() {
     };
     assert!(matches!(
         parse_graph(&vids),
-        Err(PayloadError::BadOpField { instr: 1, op: "AddInt", field: "a", source: FieldError::VidOutOfRange { vid: 2, num_values: 2 }, .. })
+        Err(PayloadError::BadOpField {
+            instr: 1,
+            op: "AddInt",
+            field: "a",
+            source: FieldError::VidOutOfRange {
+                vid: 2,
+                num_values: 2
+            },
+            ..
+        })
     ));
     let out_vid = fb::MlxGraph {
         num_values: 2,
@@ -397,17 +511,29 @@ fn out_of_range_tids_and_vids_name_the_op_and_field() {
     };
     assert!(matches!(
         parse_graph(&out_vid),
-        Err(PayloadError::BadOpField { op: "AddInt", field: "out", source: FieldError::VidOutOfRange { vid: 2, .. }, .. })
+        Err(PayloadError::BadOpField {
+            op: "AddInt",
+            field: "out",
+            source: FieldError::VidOutOfRange { vid: 2, .. },
+            ..
+        })
     ));
-    let in_vector = with_main_ops(vec![fb::OpNode::ConcatenateNode(Box::new(fb::ConcatenateNode {
-        tensors: vec![tid(0), tid(1), tid(7)],
-        out: tid(2),
-        axis: 0,
-    }))]);
+    let in_vector = with_main_ops(vec![fb::OpNode::ConcatenateNode(Box::new(
+        fb::ConcatenateNode {
+            tensors: vec![tid(0), tid(1), tid(7)],
+            out: tid(2),
+            axis: 0,
+        },
+    ))]);
     let error = parse_graph(&in_vector).expect_err("tid 7 is out of range");
     assert!(matches!(
         &error,
-        PayloadError::BadOpField { op: "Concatenate", field: "tensors", source: FieldError::Element { index: 2, .. }, .. }
+        PayloadError::BadOpField {
+            op: "Concatenate",
+            field: "tensors",
+            source: FieldError::Element { index: 2, .. },
+            ..
+        }
     ));
     assert!(error.to_string().contains("Concatenate"), "{error}");
 }
@@ -423,8 +549,15 @@ fn operands_must_hold_what_they_select() {
         0,
     )]);
     assert!(matches!(
-        parse_graph(&fb::MlxGraph { num_values: 1, ..no_vid }),
-        Err(PayloadError::BadOpField { field: "a", source: FieldError::MissingOperand { what: "vid" }, .. })
+        parse_graph(&fb::MlxGraph {
+            num_values: 1,
+            ..no_vid
+        }),
+        Err(PayloadError::BadOpField {
+            field: "a",
+            source: FieldError::MissingOperand { what: "vid" },
+            ..
+        })
     ));
     let take = |kind| {
         with_main_ops(vec![fb::OpNode::TakeNode(Box::new(fb::TakeNode {
@@ -443,11 +576,21 @@ fn operands_must_hold_what_they_select() {
     assert!(parse_graph(&take(2)).is_ok());
     assert!(matches!(
         parse_graph(&take(1)),
-        Err(PayloadError::BadOpField { op: "Take", field: "index", source: FieldError::MissingOperand { what: "vid" }, .. })
+        Err(PayloadError::BadOpField {
+            op: "Take",
+            field: "index",
+            source: FieldError::MissingOperand { what: "vid" },
+            ..
+        })
     ));
     assert!(matches!(
         parse_graph(&take(3)),
-        Err(PayloadError::BadOpField { op: "Take", field: "index", source: FieldError::BadOperandKind { kind: 3 }, .. })
+        Err(PayloadError::BadOpField {
+            op: "Take",
+            field: "index",
+            source: FieldError::BadOperandKind { kind: 3 },
+            ..
+        })
     ));
 }
 
@@ -460,10 +603,19 @@ fn missing_required_fields_name_the_op_and_field() {
     let error = payload::parse(&blob).expect_err("Add without fields");
     assert!(matches!(
         error,
-        PayloadError::BadOpField { chain: 0, instr: 0, op: "Add", field: "a", source: FieldError::Missing }
+        PayloadError::BadOpField {
+            chain: 0,
+            instr: 0,
+            op: "Add",
+            field: "a",
+            source: FieldError::Missing
+        }
     ));
     let message = error.to_string();
-    assert!(message.contains("Add") && message.contains("`a`") && message.contains("missing"), "{message}");
+    assert!(
+        message.contains("Add") && message.contains("`a`") && message.contains("missing"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -482,7 +634,15 @@ fn control_flow_chains_must_exist_and_not_loop() {
     assert!(parse_graph(&two_chains(vec![branch(1, 1)])).is_ok());
     assert!(matches!(
         parse_graph(&two_chains(vec![branch(1, 2)])),
-        Err(PayloadError::BadOpField { op: "If", field: "else_chain_idx", source: FieldError::ChainOutOfRange { idx: 2, num_chains: 2 }, .. })
+        Err(PayloadError::BadOpField {
+            op: "If",
+            field: "else_chain_idx",
+            source: FieldError::ChainOutOfRange {
+                idx: 2,
+                num_chains: 2
+            },
+            ..
+        })
     ));
     assert!(matches!(
         parse_graph(&two_chains(vec![branch(0, 1)])),
@@ -496,14 +656,22 @@ fn control_flow_chains_must_exist_and_not_loop() {
     };
     assert!(matches!(
         parse_graph(&two_chains(vec![scan(-1)])),
-        Err(PayloadError::BadOpField { op: "Scan", field: "body_chain_idx", source: FieldError::ChainOutOfRange { idx: -1, .. }, .. })
+        Err(PayloadError::BadOpField {
+            op: "Scan",
+            field: "body_chain_idx",
+            source: FieldError::ChainOutOfRange { idx: -1, .. },
+            ..
+        })
     ));
     // Chain 1 -> 0 -> 1: a cycle not through the main chain's own entry.
     let looping = fb::MlxGraph {
         instruction_chains: vec![chain(vec![branch(1, 1)]), chain(vec![scan(0)])],
         ..add_graph()
     };
-    assert!(matches!(parse_graph(&looping), Err(PayloadError::ChainCycle { .. })));
+    assert!(matches!(
+        parse_graph(&looping),
+        Err(PayloadError::ChainCycle { .. })
+    ));
 }
 
 #[test]
