@@ -3,6 +3,8 @@
 //! official FlatBuffer bindings) reads from each MLX delegate payload, written in the JSON shape
 //! of our `ir::Graph` serialization by `payload_expected/make_expected.py`. Our decoded graph,
 //! serialized, must be identical: every op, field, default, optional, slot and tensor meta.
+//! `payload_expected/zoo/` adds an official export (`export_zoo.py`) that covers more node kinds
+//! (convolutions, LayerNorm, Gelu, Pad, Cumsum, Where, ARange, Argmax, Var, Clip, Tril, ...).
 
 use std::path::{Path, PathBuf};
 
@@ -51,13 +53,21 @@ fn decoded_fixtures_equal_the_official_reading() {
         })
         .collect();
     files.sort();
-    assert!(files.len() >= 12, "expected files: {files:?}");
+    assert!(files.len() >= 13, "expected files: {files:?}");
     for file in files {
         let name = file
             .file_stem()
             .and_then(|stem| stem.to_str())
             .expect("name");
-        let pte_path = manifest_path(&format!("../../tests/fixtures/{name}/model.pte"));
+        // Repository fixtures, or extra exports kept next to their expectations (zoo/).
+        let pte_path = [
+            format!("../../tests/fixtures/{name}/model.pte"),
+            format!("tests/payload_expected/{name}/model.pte"),
+        ]
+        .into_iter()
+        .map(|relative| manifest_path(&relative))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("no model.pte for {name}"));
         let pte =
             std::fs::read(&pte_path).unwrap_or_else(|e| panic!("{}: {e}", pte_path.display()));
         let ours: Vec<serde_json::Value> = mlx_blobs(&pte)

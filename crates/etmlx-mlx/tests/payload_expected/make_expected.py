@@ -5,8 +5,9 @@ Ops come from executorch.backends.mlx.pte_inspector (its generated per-node fiel
 FlatBuffer bindings); graph-level fields from the official generated MLXGraph bindings. Only the
 shape of the output is etmlx's; every value is read by the official code.
 
-Run with the export env (executorch 1.5.1):
-  python crates/etmlx-mlx/tests/payload_expected/make_expected.py tests/fixtures
+Run with the export env (executorch 1.5.1), over every folder holding `*/model.pte`:
+  python crates/etmlx-mlx/tests/payload_expected/make_expected.py \
+      tests/fixtures crates/etmlx-mlx/tests/payload_expected
 """
 
 import json
@@ -111,11 +112,12 @@ def graph_json(fb_data):
     }
 
 
-def main(fixtures):
+def main(fixture_dirs):
     out_dir = Path(__file__).parent
     union = [inspector.MLX_OP_TYPE_NAMES[tag] for tag in range(1, len(inspector.MLX_OP_TYPE_NAMES))]
     (out_dir / "union.json").write_text(json.dumps(union) + "\n")
-    for pte in sorted(Path(fixtures).glob("*/model.pte")):
+    ptes = sorted(pte for folder in fixture_dirs for pte in Path(folder).glob("*/model.pte"))
+    for pte in ptes:
         data = pte.read_bytes()
         graphs = [
             graph_json(inspector._load_mlx_payload(data, index).fb_data)
@@ -127,4 +129,4 @@ def main(fixtures):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])
