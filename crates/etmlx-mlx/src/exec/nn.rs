@@ -27,7 +27,8 @@ pub fn sdpa(cx: &mut Ctx<'_>, q: Tid, k: Tid, v: Tid, out: Tid, scale: f32, mask
 
 #[allow(unused_variables, clippy::too_many_arguments)]
 pub fn update_and_attend(cx: &mut Ctx<'_>, q: Tid, k: Tid, v: Tid, position: Tid, out: Tid, layer_id: Option<i32>, scale: Option<f32>, out_dtype: Option<i8>) -> Result<(), ExecError> {
-    Err(ExecError::Other("update_and_attend is not implemented yet".into()))
+    // The cache planning, pools and masks live with the cache itself.
+    crate::cache::update_and_attend_op(cx, q, k, v, position, out, layer_id, scale, out_dtype)
 }
 
 /// Convolution parameters, one entry per spatial dimension (1, 2 or 3).
