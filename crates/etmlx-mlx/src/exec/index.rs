@@ -17,7 +17,9 @@ use crate::ir::{IntOrVid, IntOrVidOrTid, Tid};
 fn int_range(dtype: Dtype) -> Option<(i128, i128)> {
     let bits = 8 * dtype.size() as u32;
     match dtype {
-        Dtype::Uint8 | Dtype::Uint16 | Dtype::Uint32 | Dtype::Uint64 => Some((0, (1i128 << bits) - 1)),
+        Dtype::Uint8 | Dtype::Uint16 | Dtype::Uint32 | Dtype::Uint64 => {
+            Some((0, (1i128 << bits) - 1))
+        }
         Dtype::Int8 | Dtype::Int16 | Dtype::Int32 | Dtype::Int64 => {
             Some((-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1))
         }
@@ -27,12 +29,22 @@ fn int_range(dtype: Dtype) -> Option<(i128, i128)> {
 
 /// `indices` clipped into `[lo, hi]` (in their own dtype), skipping the clip when the dtype
 /// cannot leave that range anyway.
-fn clip_indices(op: &'static str, indices: &Array, lo: i64, hi: i64, s: mlx::Stream) -> Result<Array, ExecError> {
+fn clip_indices(
+    op: &'static str,
+    indices: &Array,
+    lo: i64,
+    hi: i64,
+    s: mlx::Stream,
+) -> Result<Array, ExecError> {
     let dt = indices.dtype();
-    let (dmin, dmax) =
-        int_range(dt).ok_or_else(|| ExecError::invalid(op, format!("indices must be integers, got {dt}")))?;
-    let lo_bound = (dmin < i128::from(lo)).then(|| Array::scalar_i64_as(lo.max(dmin as i64), dt)).transpose()?;
-    let hi_bound = (dmax > i128::from(hi)).then(|| Array::scalar_i64_as(hi, dt)).transpose()?;
+    let (dmin, dmax) = int_range(dt)
+        .ok_or_else(|| ExecError::invalid(op, format!("indices must be integers, got {dt}")))?;
+    let lo_bound = (dmin < i128::from(lo))
+        .then(|| Array::scalar_i64_as(lo.max(dmin as i64), dt))
+        .transpose()?;
+    let hi_bound = (dmax > i128::from(hi))
+        .then(|| Array::scalar_i64_as(hi, dt))
+        .transpose()?;
     if lo_bound.is_none() && hi_bound.is_none() {
         return Ok(indices.clone());
     }
@@ -41,7 +53,12 @@ fn clip_indices(op: &'static str, indices: &Array, lo: i64, hi: i64, s: mlx::Str
 
 /// Indices into an axis of size `n`, kept inside `[-n, n-1]` (see the module doc). An empty axis
 /// admits no index, so there only empty index arrays pass.
-fn bounded_indices(op: &'static str, indices: &Array, n: i32, s: mlx::Stream) -> Result<Array, ExecError> {
+fn bounded_indices(
+    op: &'static str,
+    indices: &Array,
+    n: i32,
+    s: mlx::Stream,
+) -> Result<Array, ExecError> {
     if n == 0 {
         if indices.size() != 0 {
             return Err(ExecError::invalid(op, "indexing into an empty axis"));
@@ -52,7 +69,13 @@ fn bounded_indices(op: &'static str, indices: &Array, n: i32, s: mlx::Stream) ->
 }
 
 /// Start/stop/stride vectors selecting `start..stop` by `step` on `axis` and everything elsewhere.
-fn one_axis_bounds(shape: &[i32], axis: usize, start: i32, stop: i32, step: i32) -> (Vec<i32>, Vec<i32>, Vec<i32>) {
+fn one_axis_bounds(
+    shape: &[i32],
+    axis: usize,
+    start: i32,
+    stop: i32,
+    step: i32,
+) -> (Vec<i32>, Vec<i32>, Vec<i32>) {
     let mut starts = vec![0; shape.len()];
     let mut stops = shape.to_vec();
     let mut strides = vec![1; shape.len()];
@@ -64,10 +87,21 @@ fn one_axis_bounds(shape: &[i32], axis: usize, start: i32, stop: i32, step: i32)
 
 /// PyTorch `slice`: MLX's own normalisation of negative and out-of-range bounds applies
 /// (`stop = i32::MAX` from an `i64::MAX` literal means "to the end").
-pub fn slice(cx: &mut Ctx<'_>, x: Tid, out: Tid, axis: IntOrVid, start: IntOrVid, stop: IntOrVid, step: i32) -> Result<(), ExecError> {
+pub fn slice(
+    cx: &mut Ctx<'_>,
+    x: Tid,
+    out: Tid,
+    axis: IntOrVid,
+    start: IntOrVid,
+    stop: IntOrVid,
+    step: i32,
+) -> Result<(), ExecError> {
     let (axis, start, stop) = (cx.int(axis)?, cx.int(start)?, cx.int(stop)?);
     if step < 1 {
-        return Err(ExecError::invalid("Slice", format!("step {step} must be >= 1")));
+        return Err(ExecError::invalid(
+            "Slice",
+            format!("step {step} must be >= 1"),
+        ));
     }
     let a = cx.get(x)?;
     let shape = a.shape();
@@ -96,7 +130,13 @@ fn take_dst(cx: &mut Ctx<'_>, dst: Tid, out: Tid) -> Result<Array, ExecError> {
 
 /// Stores the result of an update; on failure an in-place `dst` is put back first, so a failed
 /// execute does not leave a mutable buffer slot empty.
-fn finish_update(cx: &mut Ctx<'_>, dst: Tid, out: Tid, original: Array, result: Result<Array, ExecError>) -> Result<(), ExecError> {
+fn finish_update(
+    cx: &mut Ctx<'_>,
+    dst: Tid,
+    out: Tid,
+    original: Array,
+    result: Result<Array, ExecError>,
+) -> Result<(), ExecError> {
     match result {
         Ok(updated) => {
             drop(original);
@@ -126,7 +166,10 @@ pub fn slice_update(
 ) -> Result<(), ExecError> {
     let (axis, start, stop) = (cx.int(axis)?, cx.int(start)?, cx.int(stop)?);
     if step < 1 {
-        return Err(ExecError::invalid("SliceUpdate", format!("step {step} must be >= 1")));
+        return Err(ExecError::invalid(
+            "SliceUpdate",
+            format!("step {step} must be >= 1"),
+        ));
     }
     let upd = cx.get(update)?.clone();
     let base = take_dst(cx, dst, out)?;
@@ -139,7 +182,9 @@ pub fn slice_update(
             return Ok(base.clone());
         }
         let (starts, stops, strides) = one_axis_bounds(&shape, ax, lo, hi, step);
-        Ok(ops::slice_update(&base, &upd, &starts, &stops, &strides, s)?)
+        Ok(ops::slice_update(
+            &base, &upd, &starts, &stops, &strides, s,
+        )?)
     })();
     finish_update(cx, dst, out, base, result)
 }
@@ -159,14 +204,30 @@ fn contiguous_runs(indices: &[i64]) -> Vec<(usize, i64, usize)> {
 /// `dst[.., indices[i], ..] = update[.., i, ..]` on `axis`. Reads the (int64) indices on the
 /// host (a sync, as in the reference) and issues one slice update per run of consecutive
 /// indices; later entries win on duplicates.
-pub fn index_copy(cx: &mut Ctx<'_>, dst: Tid, update: Tid, indices: Tid, out: Tid, axis: i32) -> Result<(), ExecError> {
+pub fn index_copy(
+    cx: &mut Ctx<'_>,
+    dst: Tid,
+    update: Tid,
+    indices: Tid,
+    out: Tid,
+    axis: i32,
+) -> Result<(), ExecError> {
     const OP: &str = "IndexCopy";
     let idx_array = cx.get(indices)?;
     if idx_array.dtype() != Dtype::Int64 {
-        return Err(ExecError::invalid(OP, format!("indices must be int64, got {}", idx_array.dtype())));
+        return Err(ExecError::invalid(
+            OP,
+            format!("indices must be int64, got {}", idx_array.dtype()),
+        ));
     }
     if idx_array.ndim() > 1 {
-        return Err(ExecError::invalid(OP, format!("indices must be 0-d or 1-d, got shape {:?}", idx_array.shape())));
+        return Err(ExecError::invalid(
+            OP,
+            format!(
+                "indices must be 0-d or 1-d, got shape {:?}",
+                idx_array.shape()
+            ),
+        ));
     }
     let idx: Vec<i64> = idx_array.to_vec()?;
     let upd = cx.get(update)?.clone();
@@ -191,7 +252,10 @@ pub fn index_copy(cx: &mut Ctx<'_>, dst: Tid, update: Tid, indices: Tid, out: Ti
             ));
         }
         if let Some(bad) = idx.iter().find(|&&i| !(-n..n).contains(&i)) {
-            return Err(ExecError::invalid(OP, format!("index {bad} is out of range for axis {ax} of size {n}")));
+            return Err(ExecError::invalid(
+                OP,
+                format!("index {bad} is out of range for axis {ax} of size {n}"),
+            ));
         }
         let idx: Vec<i64> = idx.iter().map(|&i| if i < 0 { i + n } else { i }).collect();
         let runs = contiguous_runs(&idx);
@@ -200,11 +264,13 @@ pub fn index_copy(cx: &mut Ctx<'_>, dst: Tid, update: Tid, indices: Tid, out: Ti
             let piece = if runs.len() == 1 {
                 upd.clone()
             } else {
-                let (starts, stops, strides) = one_axis_bounds(&upd_shape, ax, pos as i32, (pos + len) as i32, 1);
+                let (starts, stops, strides) =
+                    one_axis_bounds(&upd_shape, ax, pos as i32, (pos + len) as i32, 1);
                 ops::slice(&upd, &starts, &stops, &strides, s)?
             };
             // In range: first + len <= n, and n fits in i32.
-            let (starts, stops, strides) = one_axis_bounds(&shape, ax, first as i32, (first + len as i64) as i32, 1);
+            let (starts, stops, strides) =
+                one_axis_bounds(&shape, ax, first as i32, (first + len as i64) as i32, 1);
             acc = ops::slice_update(&acc, &piece, &starts, &stops, &strides, s)?;
         }
         Ok(acc)
@@ -214,7 +280,13 @@ pub fn index_copy(cx: &mut Ctx<'_>, dst: Tid, update: Tid, indices: Tid, out: Ti
 
 /// Selects along `axis`: a scalar index removes the axis (negatives count from the end), a tensor
 /// index replaces it by the index's shape.
-pub fn take(cx: &mut Ctx<'_>, x: Tid, out: Tid, index: IntOrVidOrTid, axis: i32) -> Result<(), ExecError> {
+pub fn take(
+    cx: &mut Ctx<'_>,
+    x: Tid,
+    out: Tid,
+    index: IntOrVidOrTid,
+    axis: i32,
+) -> Result<(), ExecError> {
     let s = cx.s();
     let scalar = match index {
         IntOrVidOrTid::Lit(v) => Ok(cx.int(IntOrVid::Lit(v))?),
@@ -226,9 +298,16 @@ pub fn take(cx: &mut Ctx<'_>, x: Tid, out: Tid, index: IntOrVidOrTid, axis: i32)
     let n = a.shape()[ax];
     let r = match scalar {
         Ok(i) => {
-            let i = if i < 0 { i64::from(i) + i64::from(n) } else { i64::from(i) };
+            let i = if i < 0 {
+                i64::from(i) + i64::from(n)
+            } else {
+                i64::from(i)
+            };
             if !(0..i64::from(n)).contains(&i) {
-                return Err(ExecError::invalid("Take", format!("index {i} is out of range for axis {ax} of size {n}")));
+                return Err(ExecError::invalid(
+                    "Take",
+                    format!("index {i} is out of range for axis {ax} of size {n}"),
+                ));
             }
             ops::take_index(a, i as i32, ax as i32, s)?
         }
@@ -240,7 +319,13 @@ pub fn take(cx: &mut Ctx<'_>, x: Tid, out: Tid, index: IntOrVidOrTid, axis: i32)
     cx.set(out, r)
 }
 
-pub fn take_along_axis(cx: &mut Ctx<'_>, x: Tid, indices: Tid, out: Tid, axis: i32) -> Result<(), ExecError> {
+pub fn take_along_axis(
+    cx: &mut Ctx<'_>,
+    x: Tid,
+    indices: Tid,
+    out: Tid,
+    axis: i32,
+) -> Result<(), ExecError> {
     let s = cx.s();
     let a = cx.get(x)?;
     let ax = normalize_axis("TakeAlongAxis", axis, a.ndim())?;
@@ -251,7 +336,14 @@ pub fn take_along_axis(cx: &mut Ctx<'_>, x: Tid, indices: Tid, out: Tid, axis: i
 
 /// MLX gather: `indices[i]` index axis `axes[i]`, each picking a block of `slice_sizes`.
 /// Output shape = broadcast(indices) ++ slice_sizes.
-pub fn gather(cx: &mut Ctx<'_>, x: Tid, indices: &[Tid], out: Tid, axes: &[i32], slice_sizes: &[i32]) -> Result<(), ExecError> {
+pub fn gather(
+    cx: &mut Ctx<'_>,
+    x: Tid,
+    indices: &[Tid],
+    out: Tid,
+    axes: &[i32],
+    slice_sizes: &[i32],
+) -> Result<(), ExecError> {
     const OP: &str = "Gather";
     let s = cx.s();
     let a = cx.get(x)?;
@@ -259,7 +351,13 @@ pub fn gather(cx: &mut Ctx<'_>, x: Tid, indices: &[Tid], out: Tid, axes: &[i32],
     if indices.len() != axes.len() || slice_sizes.len() != shape.len() {
         return Err(ExecError::invalid(
             OP,
-            format!("{} index arrays, {} axes, {} slice sizes for {} dimensions", indices.len(), axes.len(), slice_sizes.len(), shape.len()),
+            format!(
+                "{} index arrays, {} axes, {} slice sizes for {} dimensions",
+                indices.len(),
+                axes.len(),
+                slice_sizes.len(),
+                shape.len()
+            ),
         ));
     }
     check_allocation(OP, slice_sizes, a.dtype())?;
@@ -268,7 +366,10 @@ pub fn gather(cx: &mut Ctx<'_>, x: Tid, indices: &[Tid], out: Tid, axes: &[i32],
         let ax = normalize_axis(OP, axis, shape.len())?;
         let (n, size) = (shape[ax], slice_sizes[ax]);
         if size > n {
-            return Err(ExecError::invalid(OP, format!("slice size {size} exceeds axis {ax} of size {n}")));
+            return Err(ExecError::invalid(
+                OP,
+                format!("slice size {size} exceeds axis {ax} of size {n}"),
+            ));
         }
         let idx = cx.get(t)?;
         let idx = if size == 1 {
@@ -278,7 +379,12 @@ pub fn gather(cx: &mut Ctx<'_>, x: Tid, indices: &[Tid], out: Tid, axes: &[i32],
             let zero = Array::scalar_i64_as(0, idx.dtype())?;
             let wrapped = ops::where_(
                 &ops::binary(BinaryOp::Less, idx, &zero, s)?,
-                &ops::binary(BinaryOp::Add, idx, &Array::scalar_i64_as(i64::from(n), idx.dtype())?, s)?,
+                &ops::binary(
+                    BinaryOp::Add,
+                    idx,
+                    &Array::scalar_i64_as(i64::from(n), idx.dtype())?,
+                    s,
+                )?,
                 idx,
                 s,
             )?;
@@ -292,7 +398,14 @@ pub fn gather(cx: &mut Ctx<'_>, x: Tid, indices: &[Tid], out: Tid, axes: &[i32],
 }
 
 /// PyTorch `scatter_add` along one axis: `out[.., indices[i], ..] += updates[i]`.
-pub fn scatter_add(cx: &mut Ctx<'_>, x: Tid, indices: Tid, updates: Tid, out: Tid, axis: i32) -> Result<(), ExecError> {
+pub fn scatter_add(
+    cx: &mut Ctx<'_>,
+    x: Tid,
+    indices: Tid,
+    updates: Tid,
+    out: Tid,
+    axis: i32,
+) -> Result<(), ExecError> {
     let s = cx.s();
     let a = cx.get(x)?;
     let ax = normalize_axis("ScatterAdd", axis, a.ndim())?;
@@ -308,7 +421,10 @@ mod tests {
     #[test]
     fn runs_split_at_gaps_and_reorders() {
         assert_eq!(contiguous_runs(&[3, 4, 5]), vec![(0, 3, 3)]);
-        assert_eq!(contiguous_runs(&[0, 1, 5, 6, 2]), vec![(0, 0, 2), (2, 5, 2), (4, 2, 1)]);
+        assert_eq!(
+            contiguous_runs(&[0, 1, 5, 6, 2]),
+            vec![(0, 0, 2), (2, 5, 2), (4, 2, 1)]
+        );
         assert_eq!(contiguous_runs(&[]), vec![]);
     }
 
@@ -324,7 +440,10 @@ mod tests {
     fn integer_ranges() {
         assert_eq!(int_range(Dtype::Int8), Some((-128, 127)));
         assert_eq!(int_range(Dtype::Uint32), Some((0, u32::MAX as i128)));
-        assert_eq!(int_range(Dtype::Int64), Some((i64::MIN as i128, i64::MAX as i128)));
+        assert_eq!(
+            int_range(Dtype::Int64),
+            Some((i64::MIN as i128, i64::MAX as i128))
+        );
         assert_eq!(int_range(Dtype::Float32), None);
     }
 }

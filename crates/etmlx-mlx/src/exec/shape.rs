@@ -16,9 +16,16 @@ use crate::ir::{FloatOrVid, IntOrVid, Tid};
 /// The reference's allocation guard (`check_allocation_bounded`) for arrays whose shape comes
 /// from the file or from run-time values: every dimension must be positive and the total at most
 /// [`crate::MAX_ALLOCATION_BYTES`].
-pub(crate) fn check_allocation(op: &'static str, dims: &[i32], dtype: Dtype) -> Result<(), ExecError> {
+pub(crate) fn check_allocation(
+    op: &'static str,
+    dims: &[i32],
+    dtype: Dtype,
+) -> Result<(), ExecError> {
     if let Some(d) = dims.iter().find(|&&d| d <= 0) {
-        return Err(ExecError::invalid(op, format!("shape {dims:?} has a dimension {d} <= 0")));
+        return Err(ExecError::invalid(
+            op,
+            format!("shape {dims:?} has a dimension {d} <= 0"),
+        ));
     }
     check_bytes(op, dims, dtype)
 }
@@ -28,10 +35,17 @@ pub(crate) fn check_allocation(op: &'static str, dims: &[i32], dtype: Dtype) -> 
 pub(crate) fn check_bytes(op: &'static str, dims: &[i32], dtype: Dtype) -> Result<(), ExecError> {
     let bytes = dims
         .iter()
-        .try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?))
-        .ok_or_else(|| ExecError::invalid(op, format!("shape {dims:?} is negative or overflows")))?;
+        .try_fold(dtype.size() as u64, |acc, &d| {
+            acc.checked_mul(u64::try_from(d).ok()?)
+        })
+        .ok_or_else(|| {
+            ExecError::invalid(op, format!("shape {dims:?} is negative or overflows"))
+        })?;
     if bytes > crate::MAX_ALLOCATION_BYTES {
-        return Err(ExecError::invalid(op, format!("shape {dims:?} of {dtype} needs {bytes} bytes, over the 4 GiB limit")));
+        return Err(ExecError::invalid(
+            op,
+            format!("shape {dims:?} of {dtype} needs {bytes} bytes, over the 4 GiB limit"),
+        ));
     }
     Ok(())
 }
@@ -44,7 +58,10 @@ pub(crate) fn normalize_axis(op: &'static str, axis: i32, ndim: usize) -> Result
     if (0..n).contains(&a) {
         Ok(a as usize)
     } else {
-        Err(ExecError::invalid(op, format!("axis {axis} is out of range for {ndim} dimensions")))
+        Err(ExecError::invalid(
+            op,
+            format!("axis {axis} is out of range for {ndim} dimensions"),
+        ))
     }
 }
 
@@ -89,19 +106,26 @@ pub fn squeeze(cx: &mut Ctx<'_>, x: Tid, out: Tid, dims: &[i32]) -> Result<(), E
 }
 
 /// Broadcast; a `-1` entry keeps the input's size of the matching (right-aligned) dimension.
-pub fn broadcast_to(cx: &mut Ctx<'_>, x: Tid, out: Tid, shape: &[IntOrVid]) -> Result<(), ExecError> {
+pub fn broadcast_to(
+    cx: &mut Ctx<'_>,
+    x: Tid,
+    out: Tid,
+    shape: &[IntOrVid],
+) -> Result<(), ExecError> {
     let mut target = cx.ints(shape)?;
     let a = cx.get(x)?;
     let in_shape = a.shape();
     let lead = target.len().checked_sub(in_shape.len()).ok_or_else(|| {
-        ExecError::invalid("BroadcastTo", format!("target {target:?} has fewer dimensions than the input {in_shape:?}"))
+        ExecError::invalid(
+            "BroadcastTo",
+            format!("target {target:?} has fewer dimensions than the input {in_shape:?}"),
+        )
     })?;
     for (i, d) in target.iter_mut().enumerate() {
         if *d == -1 {
-            *d = i
-                .checked_sub(lead)
-                .map(|j| in_shape[j])
-                .ok_or_else(|| ExecError::invalid("BroadcastTo", format!("-1 at new leading dimension {i}")))?;
+            *d = i.checked_sub(lead).map(|j| in_shape[j]).ok_or_else(|| {
+                ExecError::invalid("BroadcastTo", format!("-1 at new leading dimension {i}"))
+            })?;
         }
     }
     let r = ops::broadcast_to(a, &target, cx.s())?;
@@ -113,12 +137,17 @@ pub fn tile(cx: &mut Ctx<'_>, x: Tid, out: Tid, reps: &[IntOrVid]) -> Result<(),
     let reps = cx.ints(reps)?;
     let a = cx.get(x)?;
     if let Some(r) = reps.iter().find(|&&r| r < 0) {
-        return Err(ExecError::invalid("Tile", format!("negative repetition {r} in {reps:?}")));
+        return Err(ExecError::invalid(
+            "Tile",
+            format!("negative repetition {r} in {reps:?}"),
+        ));
     }
     // Output shape: input right-aligned against reps (both padded with leading 1s).
     let shape = a.shape();
     let rank = reps.len().max(shape.len());
-    let pad = |v: &[i32], i: usize| -> i64 { i.checked_sub(rank - v.len()).map_or(1, |j| i64::from(v[j])) };
+    let pad = |v: &[i32], i: usize| -> i64 {
+        i.checked_sub(rank - v.len()).map_or(1, |j| i64::from(v[j]))
+    };
     let out_dims: Vec<i32> = (0..rank)
         .map(|i| i32::try_from(pad(&shape, i) * pad(&reps, i)).unwrap_or(i32::MAX))
         .collect();
@@ -128,7 +157,13 @@ pub fn tile(cx: &mut Ctx<'_>, x: Tid, out: Tid, reps: &[IntOrVid]) -> Result<(),
 }
 
 /// Repeats each element `repeats` times along `axis` (`repeat_interleave`).
-pub fn repeat(cx: &mut Ctx<'_>, x: Tid, out: Tid, repeats: IntOrVid, axis: i32) -> Result<(), ExecError> {
+pub fn repeat(
+    cx: &mut Ctx<'_>,
+    x: Tid,
+    out: Tid,
+    repeats: IntOrVid,
+    axis: i32,
+) -> Result<(), ExecError> {
     let repeats = cx.int(repeats)?;
     let a = cx.get(x)?;
     let mut dims = a.shape();
@@ -143,7 +178,12 @@ fn operands<'c>(cx: &'c Ctx<'_>, tensors: &[Tid]) -> Result<Vec<&'c Array>, Exec
     tensors.iter().map(|&t| cx.get(t)).collect()
 }
 
-pub fn concatenate(cx: &mut Ctx<'_>, tensors: &[Tid], out: Tid, axis: i32) -> Result<(), ExecError> {
+pub fn concatenate(
+    cx: &mut Ctx<'_>,
+    tensors: &[Tid],
+    out: Tid,
+    axis: i32,
+) -> Result<(), ExecError> {
     let r = ops::concatenate(&operands(cx, tensors)?, axis, cx.s())?;
     cx.set(out, r)
 }
@@ -175,12 +215,20 @@ fn split_points(sizes: &[i32], dim: i32) -> Result<Vec<i32>, ExecError> {
         }
     }
     if total != i64::from(dim) {
-        return Err(invalid(format!("sizes {sizes:?} sum to {total}, the axis has {dim}")));
+        return Err(invalid(format!(
+            "sizes {sizes:?} sum to {total}, the axis has {dim}"
+        )));
     }
     Ok(points)
 }
 
-pub fn split(cx: &mut Ctx<'_>, x: Tid, outs: &[Tid], sizes: &[IntOrVid], axis: i32) -> Result<(), ExecError> {
+pub fn split(
+    cx: &mut Ctx<'_>,
+    x: Tid,
+    outs: &[Tid],
+    sizes: &[IntOrVid],
+    axis: i32,
+) -> Result<(), ExecError> {
     let sizes = cx.ints(sizes)?;
     let a = cx.get(x)?;
     let shape = a.shape();
@@ -189,7 +237,12 @@ pub fn split(cx: &mut Ctx<'_>, x: Tid, outs: &[Tid], sizes: &[IntOrVid], axis: i
     if points.len() + 1 != outs.len() {
         return Err(ExecError::invalid(
             "Split",
-            format!("sizes {sizes:?} on an axis of {} give {} pieces, the node has {} outputs", shape[ax], points.len() + 1, outs.len()),
+            format!(
+                "sizes {sizes:?} on an axis of {} give {} pieces, the node has {} outputs",
+                shape[ax],
+                points.len() + 1,
+                outs.len()
+            ),
         ));
     }
     let pieces = ops::split_at_indices(a, &points, ax as i32, cx.s())?;
@@ -219,18 +272,28 @@ pub fn pad(
         ));
     }
     if mode != "constant" && mode != "edge" {
-        return Err(ExecError::invalid("Pad", format!("mode {mode:?} is not \"constant\" or \"edge\"")));
+        return Err(ExecError::invalid(
+            "Pad",
+            format!("mode {mode:?} is not \"constant\" or \"edge\""),
+        ));
     }
     let pairs: Vec<(i32, i32)> = widths.chunks_exact(2).map(|p| (p[0], p[1])).collect();
     let mut out_dims = shape.clone();
     for (i, &(before, after)) in pairs.iter().enumerate() {
         if before < 0 || after < 0 {
-            return Err(ExecError::invalid("Pad", format!("negative width in {widths:?}")));
+            return Err(ExecError::invalid(
+                "Pad",
+                format!("negative width in {widths:?}"),
+            ));
         }
         if mode == "edge" && shape[i] == 0 && before + after > 0 {
-            return Err(ExecError::invalid("Pad", format!("edge padding of empty axis {i}")));
+            return Err(ExecError::invalid(
+                "Pad",
+                format!("edge padding of empty axis {i}"),
+            ));
         }
-        out_dims[i] = i32::try_from(i64::from(shape[i]) + i64::from(before) + i64::from(after)).unwrap_or(i32::MAX);
+        out_dims[i] = i32::try_from(i64::from(shape[i]) + i64::from(before) + i64::from(after))
+            .unwrap_or(i32::MAX);
     }
     check_bytes("Pad", &out_dims, a.dtype())?;
     let value = Array::scalar_f64_as(f64::from(constant_value), a.dtype())?;
@@ -238,7 +301,13 @@ pub fn pad(
     cx.set(out, r)
 }
 
-pub fn roll(cx: &mut Ctx<'_>, x: Tid, out: Tid, shift: &[IntOrVid], axes: &[i32]) -> Result<(), ExecError> {
+pub fn roll(
+    cx: &mut Ctx<'_>,
+    x: Tid,
+    out: Tid,
+    shift: &[IntOrVid],
+    axes: &[i32],
+) -> Result<(), ExecError> {
     let shifts = cx.ints(shift)?;
     let r = ops::roll(cx.get(x)?, &shifts, axes, cx.s())?;
     cx.set(out, r)
@@ -268,7 +337,10 @@ pub fn as_strided(
     let strides: Vec<i64> = cx.ints(strides)?.into_iter().map(i64::from).collect();
     let a = cx.get(x)?;
     if shape.len() != strides.len() {
-        return Err(ExecError::invalid("AsStrided", format!("shape {shape:?} and strides {strides:?} differ in length")));
+        return Err(ExecError::invalid(
+            "AsStrided",
+            format!("shape {shape:?} and strides {strides:?} differ in length"),
+        ));
     }
     check_bytes("AsStrided", &shape, a.dtype())?;
     if !shape.contains(&0) {
@@ -291,18 +363,30 @@ pub fn as_strided(
             ));
         }
     }
-    let offset = usize::try_from(offset).map_err(|_| ExecError::invalid("AsStrided", "offset overflows"))?;
+    let offset =
+        usize::try_from(offset).map_err(|_| ExecError::invalid("AsStrided", "offset overflows"))?;
     let r = ops::as_strided(a, &shape, &strides, offset, cx.s())?;
     cx.set(out, r)
 }
 
 pub fn tril_triu(cx: &mut Ctx<'_>, x: Tid, out: Tid, k: i32, lower: bool) -> Result<(), ExecError> {
     let a = cx.get(x)?;
-    let r = if lower { ops::tril(a, k, cx.s())? } else { ops::triu(a, k, cx.s())? };
+    let r = if lower {
+        ops::tril(a, k, cx.s())?
+    } else {
+        ops::triu(a, k, cx.s())?
+    };
     cx.set(out, r)
 }
 
-pub fn tri(cx: &mut Ctx<'_>, out: Tid, n: IntOrVid, m: IntOrVid, k: i32, scalar_type: i8) -> Result<(), ExecError> {
+pub fn tri(
+    cx: &mut Ctx<'_>,
+    out: Tid,
+    n: IntOrVid,
+    m: IntOrVid,
+    k: i32,
+    scalar_type: i8,
+) -> Result<(), ExecError> {
     let (n, m) = (cx.int(n)?, cx.int(m)?);
     let dtype = cx.dtype(scalar_type)?;
     check_allocation("Tri", &[n, m], dtype)?;
@@ -311,7 +395,13 @@ pub fn tri(cx: &mut Ctx<'_>, out: Tid, n: IntOrVid, m: IntOrVid, k: i32, scalar_
 }
 
 /// `shape` filled with the (f32) value, converted to the dtype.
-pub fn full(cx: &mut Ctx<'_>, out: Tid, shape: &[IntOrVid], v: FloatOrVid, scalar_type: i8) -> Result<(), ExecError> {
+pub fn full(
+    cx: &mut Ctx<'_>,
+    out: Tid,
+    shape: &[IntOrVid],
+    v: FloatOrVid,
+    scalar_type: i8,
+) -> Result<(), ExecError> {
     let shape = cx.ints(shape)?;
     let dtype = cx.dtype(scalar_type)?;
     check_allocation("Full", &shape, dtype)?;
@@ -320,7 +410,13 @@ pub fn full(cx: &mut Ctx<'_>, out: Tid, shape: &[IntOrVid], v: FloatOrVid, scala
 }
 
 /// x's shape filled with the value, in `scalar_type` or else x's dtype.
-pub fn full_like(cx: &mut Ctx<'_>, x: Tid, out: Tid, v: FloatOrVid, scalar_type: Option<i8>) -> Result<(), ExecError> {
+pub fn full_like(
+    cx: &mut Ctx<'_>,
+    x: Tid,
+    out: Tid,
+    v: FloatOrVid,
+    scalar_type: Option<i8>,
+) -> Result<(), ExecError> {
     let value = f64::from(cx.float(v)?);
     let a = cx.get(x)?;
     let dtype = match scalar_type {
@@ -351,7 +447,13 @@ pub fn arange(
     let len = i32::try_from(len).unwrap_or(if len < 0 { 0 } else { i32::MAX });
     check_allocation("ARange", &[len], dtype.unwrap_or(Dtype::Int32))?;
     let r = match dtype {
-        Some(dt) => ops::arange(f64::from(start), f64::from(stop), f64::from(step), Some(dt), cx.s())?,
+        Some(dt) => ops::arange(
+            f64::from(start),
+            f64::from(stop),
+            f64::from(step),
+            Some(dt),
+            cx.s(),
+        )?,
         None => ops::arange_i32(start, stop, step, cx.s())?,
     };
     cx.set(out, r)
