@@ -239,7 +239,7 @@ fn fail(target_os: &str, tried: &[String]) -> ! {
          MLX_DIR=<site-packages>/mlx   (a folder with include/mlx/mlx.h and lib/libmlx.*)\n",
     );
     eprintln!("{message}");
-    panic!("{message}");
+    std::process::exit(1);
 }
 
 fn fail_explicit(why: &str) -> ! {
@@ -247,5 +247,5 @@ fn fail_explicit(why: &str) -> ! {
         "mlx-sys: {why}\nThe folder must contain include/mlx/mlx.h and lib/libmlx.so (libmlx.dylib on macOS)."
     );
     eprintln!("{message}");
-    panic!("{message}");
+    std::process::exit(1);
 }

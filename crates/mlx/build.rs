@@ -1,6 +1,6 @@
-//! Gives this crate's own test/example binaries a RUNPATH to the libmlx that mlx-sys found
-//! (`rustc-link-arg` from mlx-sys does not reach dependents' binaries). Other crates that build
-//! binaries against MLX do the same with `DEP_MLX_LIB_DIR`, which needs a direct mlx-sys dependency.
+//! Gives the package's binaries, tests and examples a RUNPATH to the libmlx that mlx-sys found
+//! (`rustc-link-arg` from mlx-sys does not reach dependents' binaries). Shared: any package with a
+//! direct `mlx-sys` dependency (which provides `DEP_MLX_LIB_DIR`) can use it as `build = "../mlx/build.rs"`.
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_MLX_LIB_DIR");

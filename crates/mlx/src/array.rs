@@ -273,7 +273,9 @@ impl Array {
     /// Waits until an array scheduled with [`async_eval`] is available.
     pub fn wait(&self) -> Result<()> {
         // SAFETY: valid handle; waiting mutates only MLX's shared node state.
-        check("wait", unsafe { mlx_sys::etm_array_wait(self.as_mut_ptr()) })
+        check("wait", unsafe {
+            mlx_sys::etm_array_wait(self.as_mut_ptr())
+        })
     }
 
     /// Evaluates and copies the elements, row-major and contiguous, into `dst`
@@ -297,11 +299,7 @@ impl Array {
         if self.dtype() != T::DTYPE {
             return Err(MlxError::invalid(
                 "to_vec",
-                format!(
-                    "array is {}, requested {}",
-                    self.dtype(),
-                    T::DTYPE.name()
-                ),
+                format!("array is {}, requested {}", self.dtype(), T::DTYPE.name()),
             ));
         }
         let bytes = self.to_bytes()?;
@@ -340,7 +338,9 @@ fn raw_list(arrays: &[&Array]) -> Vec<*const etm_array> {
 pub fn eval(arrays: &[&Array]) -> Result<()> {
     let raw = raw_list(arrays);
     // SAFETY: `raw` holds valid handles borrowed for the call.
-    check("eval", unsafe { mlx_sys::etm_eval(raw.as_ptr(), raw.len()) })
+    check("eval", unsafe {
+        mlx_sys::etm_eval(raw.as_ptr(), raw.len())
+    })
 }
 
 /// Schedules evaluation and returns immediately; use [`Array::wait`] or a read to sync.

@@ -127,5 +127,7 @@ pub fn default_device() -> Result<Device> {
 /// Waits until all work queued on `stream` has finished.
 pub fn synchronize(stream: Stream) -> Result<()> {
     // SAFETY: plain value argument.
-    check("synchronize", unsafe { mlx_sys::etm_synchronize(stream.raw) })
+    check("synchronize", unsafe {
+        mlx_sys::etm_synchronize(stream.raw)
+    })
 }

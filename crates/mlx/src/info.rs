@@ -13,7 +13,9 @@ pub fn version() -> Result<String> {
         return Ok(String::new());
     }
     // SAFETY: non-null, NUL-terminated, static.
-    Ok(unsafe { CStr::from_ptr(raw) }.to_string_lossy().into_owned())
+    Ok(unsafe { CStr::from_ptr(raw) }
+        .to_string_lossy()
+        .into_owned())
 }
 
 /// What `etmlx doctor` reports about MLX.
@@ -56,7 +58,9 @@ pub fn runtime_info() -> Result<RuntimeInfo> {
         None
     } else {
         // SAFETY: non-null NUL-terminated string from dladdr.
-        let path = unsafe { CStr::from_ptr(raw_path) }.to_string_lossy().into_owned();
+        let path = unsafe { CStr::from_ptr(raw_path) }
+            .to_string_lossy()
+            .into_owned();
         (!path.is_empty()).then(|| PathBuf::from(path))
     };
     Ok(RuntimeInfo {

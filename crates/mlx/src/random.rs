@@ -24,13 +24,6 @@ pub fn bits(shape: &[i32], width: i32, key: Option<&Array>, s: Stream) -> Result
     let key_ptr = key.map_or(std::ptr::null(), Array::as_ptr);
     // SAFETY: live slices and handles borrowed for the call.
     Array::produce("random_bits", |out| unsafe {
-        mlx_sys::etm_random_bits(
-            shape.as_ptr(),
-            shape.len(),
-            width,
-            key_ptr,
-            s.raw(),
-            out,
-        )
+        mlx_sys::etm_random_bits(shape.as_ptr(), shape.len(), width, key_ptr, s.raw(), out)
     })
 }

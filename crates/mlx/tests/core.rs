@@ -10,7 +10,16 @@ use mlx::{random, Array, DeviceType, Dtype, MlxError, Stream};
 fn from_bytes_rejects_wrong_length() {
     let _g = lock();
     let err = Array::from_bytes(&[0u8; 7], &[2], Dtype::Float32).unwrap_err();
-    assert!(matches!(err, MlxError::InvalidArgument { op: "from_bytes", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            MlxError::InvalidArgument {
+                op: "from_bytes",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("7 bytes"), "{err}");
     let err = Array::from_bytes(&[], &[-1], Dtype::Uint8).unwrap_err();
     assert!(err.to_string().contains("negative"), "{err}");
@@ -102,7 +111,10 @@ fn read_back_of_strided_view_is_row_major() {
     assert_eq!(read_f32(&b), vec![7.0, 8.0, 7.0, 8.0, 7.0, 8.0]);
     let mut small = [0u8; 4];
     let err = b.read_into(&mut small).unwrap_err();
-    assert!(err.to_string().contains("destination holds 4 bytes"), "{err}");
+    assert!(
+        err.to_string().contains("destination holds 4 bytes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -228,7 +240,8 @@ fn runtime_info_reports_the_loaded_library() {
     assert!(info.version.starts_with("0.32.4"), "{}", info.version);
     let path = info.library_path.expect("dladdr finds libmlx");
     assert!(
-        path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libmlx")),
+        path.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("libmlx")),
         "{path:?}"
     );
     assert!(!info.build_lib_dir.is_empty());

@@ -31,7 +31,11 @@ fn unary_float_ops_match_closed_forms() {
         (UnaryOp::Log2, &[8.0, 0.5], &[3.0, -1.0]),
         (UnaryOp::Log10, &[100.0, 0.001], &[2.0, -3.0]),
         (UnaryOp::Log1p, &[0.0, E - 1.0], &[0.0, 1.0]),
-        (UnaryOp::Sin, &[0.0, FRAC_PI_2, -FRAC_PI_2], &[0.0, 1.0, -1.0]),
+        (
+            UnaryOp::Sin,
+            &[0.0, FRAC_PI_2, -FRAC_PI_2],
+            &[0.0, 1.0, -1.0],
+        ),
         (UnaryOp::Cos, &[0.0, PI], &[1.0, -1.0]),
         (UnaryOp::Tan, &[0.0, FRAC_PI_4], &[0.0, 1.0]),
         (UnaryOp::Arcsin, &[0.0, 1.0], &[0.0, FRAC_PI_2]),
@@ -46,7 +50,11 @@ fn unary_float_ops_match_closed_forms() {
         (UnaryOp::Arccosh, &[1.0, 2.0], &[0.0, 1.316_958]),
         (UnaryOp::Arctanh, &[0.0, 0.5], &[0.0, 0.549_306_15]),
         // erf(1) from tables; erf is odd.
-        (UnaryOp::Erf, &[0.0, 1.0, -1.0], &[0.0, 0.842_700_8, -0.842_700_8]),
+        (
+            UnaryOp::Erf,
+            &[0.0, 1.0, -1.0],
+            &[0.0, 0.842_700_8, -0.842_700_8],
+        ),
         // sigmoid(ln 3) = 3/4.
         (UnaryOp::Sigmoid, &[0.0, 1.098_612_3], &[0.5, 0.75]),
     ];
@@ -54,7 +62,10 @@ fn unary_float_ops_match_closed_forms() {
         let actual = unary_f32(*op, input);
         assert_eq!(actual.len(), expected.len(), "{op:?}");
         for (a, e) in actual.iter().zip(expected.iter()) {
-            assert!((a - e).abs() <= TOL * (1.0 + e.abs()), "{op:?}: got {actual:?}, expected {expected:?}");
+            assert!(
+                (a - e).abs() <= TOL * (1.0 + e.abs()),
+                "{op:?}: got {actual:?}, expected {expected:?}"
+            );
         }
     }
 }
@@ -64,10 +75,16 @@ fn unary_logical_and_bitwise() {
     let _g = lock();
     let s = cpu();
     let b = bools(&[true, false], &[2]);
-    assert_eq!(read_bool(&ops::unary(UnaryOp::LogicalNot, &b, s).unwrap()), vec![false, true]);
+    assert_eq!(
+        read_bool(&ops::unary(UnaryOp::LogicalNot, &b, s).unwrap()),
+        vec![false, true]
+    );
     let i = i32s(&[5, 0, -1], &[3]);
     // Two's complement: !5 = -6, !0 = -1, !-1 = 0.
-    assert_eq!(read_i32(&ops::unary(UnaryOp::BitwiseInvert, &i, s).unwrap()), vec![-6, -1, 0]);
+    assert_eq!(
+        read_i32(&ops::unary(UnaryOp::BitwiseInvert, &i, s).unwrap()),
+        vec![-6, -1, 0]
+    );
     let f = f32s(&[1.0], &[1]);
     assert!(ops::unary(UnaryOp::BitwiseInvert, &f, s).is_err());
 }
@@ -76,9 +93,16 @@ fn unary_logical_and_bitwise() {
 fn round_is_half_to_even_with_decimals() {
     let _g = lock();
     let x = f32s(&[0.5, 1.5, 2.5, -2.5, 2.7], &[5]);
-    assert_eq!(read_f32(&ops::round(&x, 0, cpu()).unwrap()), vec![0.0, 2.0, 2.0, -2.0, 3.0]);
-    let y = f32s(&[1.26, -3.14159], &[2]);
-    assert_close(&read_f32(&ops::round(&y, 2, cpu()).unwrap()), &[1.26, -3.14], 1e-6);
+    assert_eq!(
+        read_f32(&ops::round(&x, 0, cpu()).unwrap()),
+        vec![0.0, 2.0, 2.0, -2.0, 3.0]
+    );
+    let y = f32s(&[1.26, -1.23456], &[2]);
+    assert_close(
+        &read_f32(&ops::round(&y, 2, cpu()).unwrap()),
+        &[1.26, -1.23],
+        1e-6,
+    );
 }
 
 fn binary_f32(op: BinaryOp, a: &[f32], b: &[f32]) -> Vec<f32> {
@@ -90,20 +114,55 @@ fn binary_f32(op: BinaryOp, a: &[f32], b: &[f32]) -> Vec<f32> {
 #[test]
 fn binary_float_arithmetic() {
     let _g = lock();
-    assert_eq!(binary_f32(BinaryOp::Add, &[1.0, 2.0], &[0.5, -3.0]), vec![1.5, -1.0]);
-    assert_eq!(binary_f32(BinaryOp::Subtract, &[1.0, 2.0], &[0.5, -3.0]), vec![0.5, 5.0]);
-    assert_eq!(binary_f32(BinaryOp::Multiply, &[1.5, 2.0], &[2.0, -3.0]), vec![3.0, -6.0]);
-    assert_eq!(binary_f32(BinaryOp::Divide, &[1.0, -7.0], &[4.0, 2.0]), vec![0.25, -3.5]);
+    assert_eq!(
+        binary_f32(BinaryOp::Add, &[1.0, 2.0], &[0.5, -3.0]),
+        vec![1.5, -1.0]
+    );
+    assert_eq!(
+        binary_f32(BinaryOp::Subtract, &[1.0, 2.0], &[0.5, -3.0]),
+        vec![0.5, 5.0]
+    );
+    assert_eq!(
+        binary_f32(BinaryOp::Multiply, &[1.5, 2.0], &[2.0, -3.0]),
+        vec![3.0, -6.0]
+    );
+    assert_eq!(
+        binary_f32(BinaryOp::Divide, &[1.0, -7.0], &[4.0, 2.0]),
+        vec![0.25, -3.5]
+    );
     // Python: -7.0 // 2.0 == -4.0, 7.0 // -2.0 == -4.0.
-    assert_eq!(binary_f32(BinaryOp::FloorDivide, &[-7.0, 7.0, 7.0], &[2.0, -2.0, 2.0]), vec![-4.0, -4.0, 3.0]);
+    assert_eq!(
+        binary_f32(BinaryOp::FloorDivide, &[-7.0, 7.0, 7.0], &[2.0, -2.0, 2.0]),
+        vec![-4.0, -4.0, 3.0]
+    );
     // Python: -7.0 % 2.0 == 1.0, 7.0 % -2.0 == -1.0.
-    assert_eq!(binary_f32(BinaryOp::Remainder, &[-7.0, 7.0, 7.5], &[2.0, -2.0, 2.0]), vec![1.0, -1.0, 1.5]);
-    assert_eq!(binary_f32(BinaryOp::Power, &[2.0, 9.0], &[3.0, 0.5]), vec![8.0, 3.0]);
-    assert_eq!(binary_f32(BinaryOp::Maximum, &[1.0, 5.0], &[3.0, -2.0]), vec![3.0, 5.0]);
-    assert_eq!(binary_f32(BinaryOp::Minimum, &[1.0, 5.0], &[3.0, -2.0]), vec![1.0, -2.0]);
-    assert_close(&binary_f32(BinaryOp::Arctan2, &[1.0, 1.0], &[1.0, -1.0]), &[FRAC_PI_4, 3.0 * FRAC_PI_4], TOL);
+    assert_eq!(
+        binary_f32(BinaryOp::Remainder, &[-7.0, 7.0, 7.5], &[2.0, -2.0, 2.0]),
+        vec![1.0, -1.0, 1.5]
+    );
+    assert_eq!(
+        binary_f32(BinaryOp::Power, &[2.0, 9.0], &[3.0, 0.5]),
+        vec![8.0, 3.0]
+    );
+    assert_eq!(
+        binary_f32(BinaryOp::Maximum, &[1.0, 5.0], &[3.0, -2.0]),
+        vec![3.0, 5.0]
+    );
+    assert_eq!(
+        binary_f32(BinaryOp::Minimum, &[1.0, 5.0], &[3.0, -2.0]),
+        vec![1.0, -2.0]
+    );
+    assert_close(
+        &binary_f32(BinaryOp::Arctan2, &[1.0, 1.0], &[1.0, -1.0]),
+        &[FRAC_PI_4, 3.0 * FRAC_PI_4],
+        TOL,
+    );
     // log(e^0 + e^0) = ln 2; log(e^1 + e^1) = 1 + ln 2.
-    assert_close(&binary_f32(BinaryOp::LogAddExp, &[0.0, 1.0], &[0.0, 1.0]), &[LN_2, 1.0 + LN_2], TOL);
+    assert_close(
+        &binary_f32(BinaryOp::LogAddExp, &[0.0, 1.0], &[0.0, 1.0]),
+        &[LN_2, 1.0 + LN_2],
+        TOL,
+    );
 }
 
 #[test]
@@ -150,13 +209,28 @@ fn comparisons_and_logic() {
     assert_eq!(cmp(BinaryOp::GreaterEqual), vec![false, true, true]);
     let p = bools(&[true, true, false, false], &[4]);
     let q = bools(&[true, false, true, false], &[4]);
-    assert_eq!(read_bool(&ops::binary(BinaryOp::LogicalAnd, &p, &q, s).unwrap()), vec![true, false, false, false]);
-    assert_eq!(read_bool(&ops::binary(BinaryOp::LogicalOr, &p, &q, s).unwrap()), vec![true, true, true, false]);
+    assert_eq!(
+        read_bool(&ops::binary(BinaryOp::LogicalAnd, &p, &q, s).unwrap()),
+        vec![true, false, false, false]
+    );
+    assert_eq!(
+        read_bool(&ops::binary(BinaryOp::LogicalOr, &p, &q, s).unwrap()),
+        vec![true, true, true, false]
+    );
     let x = i32s(&[12], &[1]);
     let y = i32s(&[10], &[1]);
-    assert_eq!(read_i32(&ops::binary(BinaryOp::BitwiseAnd, &x, &y, s).unwrap()), vec![8]);
-    assert_eq!(read_i32(&ops::binary(BinaryOp::BitwiseOr, &x, &y, s).unwrap()), vec![14]);
-    assert_eq!(read_i32(&ops::binary(BinaryOp::BitwiseXor, &x, &y, s).unwrap()), vec![6]);
+    assert_eq!(
+        read_i32(&ops::binary(BinaryOp::BitwiseAnd, &x, &y, s).unwrap()),
+        vec![8]
+    );
+    assert_eq!(
+        read_i32(&ops::binary(BinaryOp::BitwiseOr, &x, &y, s).unwrap()),
+        vec![14]
+    );
+    assert_eq!(
+        read_i32(&ops::binary(BinaryOp::BitwiseXor, &x, &y, s).unwrap()),
+        vec![6]
+    );
 }
 
 #[test]
@@ -166,16 +240,31 @@ fn where_clip_and_astype() {
     let cond = bools(&[true, false, true], &[3]);
     let x = f32s(&[1.0, 2.0, 3.0], &[3]);
     let y = Array::scalar_f32(-1.0).unwrap();
-    assert_eq!(read_f32(&ops::where_(&cond, &x, &y, s).unwrap()), vec![1.0, -1.0, 3.0]);
+    assert_eq!(
+        read_f32(&ops::where_(&cond, &x, &y, s).unwrap()),
+        vec![1.0, -1.0, 3.0]
+    );
 
     let v = f32s(&[-5.0, 0.5, 5.0], &[3]);
     let lo = Array::scalar_f32(-1.0).unwrap();
     let hi = Array::scalar_f32(1.0).unwrap();
-    assert_eq!(read_f32(&ops::clip(&v, Some(&lo), Some(&hi), s).unwrap()), vec![-1.0, 0.5, 1.0]);
-    assert_eq!(read_f32(&ops::clip(&v, Some(&lo), None, s).unwrap()), vec![-1.0, 0.5, 5.0]);
-    assert_eq!(read_f32(&ops::clip(&v, None, Some(&hi), s).unwrap()), vec![-5.0, 0.5, 1.0]);
+    assert_eq!(
+        read_f32(&ops::clip(&v, Some(&lo), Some(&hi), s).unwrap()),
+        vec![-1.0, 0.5, 1.0]
+    );
+    assert_eq!(
+        read_f32(&ops::clip(&v, Some(&lo), None, s).unwrap()),
+        vec![-1.0, 0.5, 5.0]
+    );
+    assert_eq!(
+        read_f32(&ops::clip(&v, None, Some(&hi), s).unwrap()),
+        vec![-5.0, 0.5, 1.0]
+    );
     let per_element = f32s(&[0.0, 0.0, 10.0], &[3]);
-    assert_eq!(read_f32(&ops::clip(&v, Some(&per_element), None, s).unwrap()), vec![0.0, 0.5, 10.0]);
+    assert_eq!(
+        read_f32(&ops::clip(&v, Some(&per_element), None, s).unwrap()),
+        vec![0.0, 0.5, 10.0]
+    );
 
     let f = f32s(&[2.7, -2.7, 0.0], &[3]);
     let i = ops::astype(&f, Dtype::Int32, s).unwrap();
@@ -184,5 +273,8 @@ fn where_clip_and_astype() {
     let b = ops::astype(&f, Dtype::Bool, s).unwrap();
     assert_eq!(read_bool(&b), vec![true, true, false]);
     let h = ops::astype(&f32s(&[0.5], &[1]), Dtype::Bfloat16, s).unwrap();
-    assert_eq!(h.to_bytes().unwrap(), half::bf16::from_f32(0.5).to_le_bytes().to_vec());
+    assert_eq!(
+        h.to_bytes().unwrap(),
+        half::bf16::from_f32(0.5).to_le_bytes().to_vec()
+    );
 }

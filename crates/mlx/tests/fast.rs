@@ -44,21 +44,74 @@ fn rope_rotates_pairs_by_position() {
     // One head, one position, dims = 2: the pair (x0, x1) = (1, 0) rotates by
     // theta = offset * base^0 = offset radians.
     let x = f32s(&[1.0, 0.0], &[1, 1, 1, 2]);
-    let y0 = fast::rope(&x, 2, false, Some(10000.0), 1.0, RopeOffset::Int(0), None, s).unwrap();
+    let y0 = fast::rope(
+        &x,
+        2,
+        false,
+        Some(10000.0),
+        1.0,
+        RopeOffset::Int(0),
+        None,
+        s,
+    )
+    .unwrap();
     assert_close(&read_f32(&y0), &[1.0, 0.0], TOL);
-    let y1 = fast::rope(&x, 2, false, Some(10000.0), 1.0, RopeOffset::Int(1), None, s).unwrap();
+    let y1 = fast::rope(
+        &x,
+        2,
+        false,
+        Some(10000.0),
+        1.0,
+        RopeOffset::Int(1),
+        None,
+        s,
+    )
+    .unwrap();
     assert_close(&read_f32(&y1), &[1f32.cos(), 1f32.sin()], TOL);
     let offset = Array::scalar_i32(1).unwrap();
-    let ya = fast::rope(&x, 2, true, Some(10000.0), 1.0, RopeOffset::Array(&offset), None, s).unwrap();
+    let ya = fast::rope(
+        &x,
+        2,
+        true,
+        Some(10000.0),
+        1.0,
+        RopeOffset::Array(&offset),
+        None,
+        s,
+    )
+    .unwrap();
     assert_close(&read_f32(&ya), &[1f32.cos(), 1f32.sin()], TOL);
     // scale multiplies the position: 0.5 * 2 = 1 radian.
-    let ys = fast::rope(&x, 2, false, Some(10000.0), 0.5, RopeOffset::Int(2), None, s).unwrap();
+    let ys = fast::rope(
+        &x,
+        2,
+        false,
+        Some(10000.0),
+        0.5,
+        RopeOffset::Int(2),
+        None,
+        s,
+    )
+    .unwrap();
     assert_close(&read_f32(&ys), &[1f32.cos(), 1f32.sin()], TOL);
     // With explicit freqs (a period per pair): theta = position / freq = 1 / 0.5 = 2 radians.
     let freqs = f32s(&[0.5], &[1]);
     let yf = fast::rope(&x, 2, false, None, 1.0, RopeOffset::Int(1), Some(&freqs), s).unwrap();
     assert_close(&read_f32(&yf), &[2f32.cos(), 2f32.sin()], TOL);
-    assert!(fast::rope(&x, 2, false, Some(10000.0), 1.0, RopeOffset::Int(1), Some(&freqs), s).is_err(), "base and freqs together");
+    assert!(
+        fast::rope(
+            &x,
+            2,
+            false,
+            Some(10000.0),
+            1.0,
+            RopeOffset::Int(1),
+            Some(&freqs),
+            s
+        )
+        .is_err(),
+        "base and freqs together"
+    );
 }
 
 #[test]
@@ -77,19 +130,28 @@ fn attention_softmax_weights_values() {
 
     // Causal, 2 queries over 2 keys: query 0 sees key 0 only.
     let q2 = f32s(&[1.0, 0.0, 1.0, 0.0], &[1, 1, 2, 2]);
-    let causal = fast::scaled_dot_product_attention(&q2, &k, &v, 1.0, "causal", None, None, s).unwrap();
-    assert_close(&read_f32(&causal), &[1.0, 0.0, expected[0], expected[1]], TOL);
+    let causal =
+        fast::scaled_dot_product_attention(&q2, &k, &v, 1.0, "causal", None, None, s).unwrap();
+    assert_close(
+        &read_f32(&causal),
+        &[1.0, 0.0, expected[0], expected[1]],
+        TOL,
+    );
     // Causal masks are lower-right aligned: 1 query over 2 keys sees both.
-    let causal1 = fast::scaled_dot_product_attention(&q, &k, &v, 1.0, "causal", None, None, s).unwrap();
+    let causal1 =
+        fast::scaled_dot_product_attention(&q, &k, &v, 1.0, "causal", None, None, s).unwrap();
     assert_close(&read_f32(&causal1), &expected, TOL);
 
     // Bool mask: true = attend.
     let keep_first = bools(&[true, false], &[1, 1, 1, 2]);
-    let masked = fast::scaled_dot_product_attention(&q, &k, &v, 1.0, "", Some(&keep_first), None, s).unwrap();
+    let masked =
+        fast::scaled_dot_product_attention(&q, &k, &v, 1.0, "", Some(&keep_first), None, s)
+            .unwrap();
     assert_close(&read_f32(&masked), &[1.0, 0.0], TOL);
     // Additive mask: +1 on key 1 equalises the scores.
     let additive = f32s(&[0.0, 1.0], &[1, 1, 1, 2]);
-    let added = fast::scaled_dot_product_attention(&q, &k, &v, 1.0, "", Some(&additive), None, s).unwrap();
+    let added =
+        fast::scaled_dot_product_attention(&q, &k, &v, 1.0, "", Some(&additive), None, s).unwrap();
     assert_close(&read_f32(&added), &[0.5, 0.5], TOL);
     // scale halves the scores: [0.5, 0].
     let half = fast::scaled_dot_product_attention(&q, &k, &v, 0.5, "", None, None, s).unwrap();
@@ -101,7 +163,9 @@ fn attention_softmax_weights_values() {
     let g = fast::scaled_dot_product_attention(&gq, &k, &v, 1.0, "", None, None, s).unwrap();
     assert_eq!(g.shape(), vec![1, 2, 1, 2]);
     assert_close(&read_f32(&g), &[expected[0], expected[1], 0.5, 0.5], TOL);
-    assert!(fast::scaled_dot_product_attention(&q, &k, &v, 1.0, "sideways", None, None, s).is_err());
+    assert!(
+        fast::scaled_dot_product_attention(&q, &k, &v, 1.0, "sideways", None, None, s).is_err()
+    );
 }
 
 #[test]
@@ -120,6 +184,7 @@ fn metal_kernel_fails_cleanly_without_metal() {
     let kernel = match kernel {
         // Non-Metal builds may already refuse at creation.
         Err(err) => {
+            eprintln!("metal_kernel refused at creation: {err}");
             assert!(!err.to_string().is_empty());
             return;
         }
@@ -144,7 +209,11 @@ fn metal_kernel_fails_cleanly_without_metal() {
         return; // Real Metal: a success is legitimate there.
     }
     let err = result.expect_err("metal kernels cannot run without Metal");
+    eprintln!("metal_kernel refused at call: {err}");
     assert!(!err.to_string().is_empty());
-    let mismatched = MetalKernelCall { output_dtypes: &[], ..call };
+    let mismatched = MetalKernelCall {
+        output_dtypes: &[],
+        ..call
+    };
     assert!(kernel.call(&mismatched, s).is_err());
 }

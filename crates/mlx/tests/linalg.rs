@@ -27,13 +27,19 @@ fn matmul_and_addmm() {
     let s = cpu();
     let a = f32s(&[1.0, 2.0, 3.0, 4.0], &[2, 2]);
     let b = f32s(&[5.0, 6.0, 7.0, 8.0], &[2, 2]);
-    assert_eq!(read_f32(&ops::matmul(&a, &b, s).unwrap()), vec![19.0, 22.0, 43.0, 50.0]);
+    assert_eq!(
+        read_f32(&ops::matmul(&a, &b, s).unwrap()),
+        vec![19.0, 22.0, 43.0, 50.0]
+    );
     assert!(ops::matmul(&a, &f32s(&[1.0; 3], &[3, 1]), s).is_err());
     let row = f32s(&[1.0, 2.0], &[1, 2]);
     let col = f32s(&[3.0, 4.0], &[2, 1]);
     let c = f32s(&[1.0], &[1, 1]);
     // 2 * (1*3 + 2*4) + 3 * 1 = 25.
-    assert_eq!(read_f32(&ops::addmm(&c, &row, &col, 2.0, 3.0, s).unwrap()), vec![25.0]);
+    assert_eq!(
+        read_f32(&ops::addmm(&c, &row, &col, 2.0, 3.0, s).unwrap()),
+        vec![25.0]
+    );
 }
 
 #[test]
@@ -43,7 +49,11 @@ fn quantize_dequantize_round_trip_is_exact_for_grid_values() {
     let (values, w) = exact_weights();
     let q = ops::quantize(&w, &AFFINE_4BIT, s).unwrap();
     assert_eq!(q.weights.dtype(), Dtype::Uint32);
-    assert_eq!(q.weights.shape(), vec![2, 4], "32 4-bit values pack into 4 uint32");
+    assert_eq!(
+        q.weights.shape(),
+        vec![2, 4],
+        "32 4-bit values pack into 4 uint32"
+    );
     assert_eq!(q.scales.shape(), vec![2, 1]);
     let biases = q.biases.as_ref().expect("affine mode has biases");
     // One grid step per level: |scale| is 1 and 2. MLX may anchor the grid at either end
@@ -52,16 +62,43 @@ fn quantize_dequantize_round_trip_is_exact_for_grid_values() {
     let anchors = read_f32(biases);
     for (row, (&scale, &bias)) in scales.iter().zip(&anchors).enumerate() {
         let step = (row + 1) as f32;
-        assert!((scale.abs() - step).abs() < 1e-6, "row {row}: scale {scale}");
+        assert!(
+            (scale.abs() - step).abs() < 1e-6,
+            "row {row}: scale {scale}"
+        );
         let expected_bias = if scale > 0.0 { 0.0 } else { 15.0 * step };
-        assert!((bias - expected_bias).abs() < 1e-6, "row {row}: bias {bias}, scale {scale}");
+        assert!(
+            (bias - expected_bias).abs() < 1e-6,
+            "row {row}: bias {bias}, scale {scale}"
+        );
     }
-    let back = ops::dequantize(&q.weights, &q.scales, Some(biases), &AFFINE_4BIT, None, None, s).unwrap();
+    let back = ops::dequantize(
+        &q.weights,
+        &q.scales,
+        Some(biases),
+        &AFFINE_4BIT,
+        None,
+        None,
+        s,
+    )
+    .unwrap();
     assert_eq!(back.shape(), vec![2, 32]);
     assert_close(&read_f32(&back), &values, 1e-6);
-    let as_f16 = ops::dequantize(&q.weights, &q.scales, Some(biases), &AFFINE_4BIT, None, Some(Dtype::Float16), s).unwrap();
+    let as_f16 = ops::dequantize(
+        &q.weights,
+        &q.scales,
+        Some(biases),
+        &AFFINE_4BIT,
+        None,
+        Some(Dtype::Float16),
+        s,
+    )
+    .unwrap();
     assert_eq!(as_f16.dtype(), Dtype::Float16);
-    let bad = Quantization { group_size: 33, ..AFFINE_4BIT };
+    let bad = Quantization {
+        group_size: 33,
+        ..AFFINE_4BIT
+    };
     assert!(ops::quantize(&w, &bad, s).is_err());
 }
 
@@ -73,12 +110,30 @@ fn quantized_matmul_matches_dense_product() {
     let q = ops::quantize(&w, &AFFINE_4BIT, s).unwrap();
     let x = f32s(&[1.0; 32], &[1, 32]);
     // Row sums: 2 * (0 + ... + 15) = 240, and twice that.
-    let y = ops::quantized_matmul(&x, &q.weights, &q.scales, q.biases.as_ref(), true, &AFFINE_4BIT, s).unwrap();
+    let y = ops::quantized_matmul(
+        &x,
+        &q.weights,
+        &q.scales,
+        q.biases.as_ref(),
+        true,
+        &AFFINE_4BIT,
+        s,
+    )
+    .unwrap();
     assert_eq!(y.shape(), vec![1, 2]);
     assert_close(&read_f32(&y), &[240.0, 480.0], 1e-6);
     // transpose=false: [1, 2] @ dequant(w) [2, 32] = row0 + row1 = 3 * row0.
     let x2 = f32s(&[1.0, 1.0], &[1, 2]);
-    let y2 = ops::quantized_matmul(&x2, &q.weights, &q.scales, q.biases.as_ref(), false, &AFFINE_4BIT, s).unwrap();
+    let y2 = ops::quantized_matmul(
+        &x2,
+        &q.weights,
+        &q.scales,
+        q.biases.as_ref(),
+        false,
+        &AFFINE_4BIT,
+        s,
+    )
+    .unwrap();
     let expected: Vec<f32> = (0..32).map(|i| 3.0 * (i % 16) as f32).collect();
     assert_close(&read_f32(&y2), &expected, 1e-6);
 }
@@ -95,11 +150,35 @@ fn gather_qmm_selects_experts() {
     assert_eq!(q.weights.shape(), vec![2, 2, 4]);
     let x = f32s(&[1.0; 32], &[1, 1, 32]);
     let rhs = Array::from_slice(&[1u32], &[1]).unwrap();
-    let y = ops::gather_qmm(&x, &q.weights, &q.scales, q.biases.as_ref(), None, Some(&rhs), true, &AFFINE_4BIT, false, s).unwrap();
+    let y = ops::gather_qmm(
+        &x,
+        &q.weights,
+        &q.scales,
+        q.biases.as_ref(),
+        None,
+        Some(&rhs),
+        true,
+        &AFFINE_4BIT,
+        false,
+        s,
+    )
+    .unwrap();
     assert_eq!(y.shape(), vec![1, 1, 2]);
     assert_close(&read_f32(&y), &[480.0, 960.0], 1e-6);
     let rhs0 = Array::from_slice(&[0u32], &[1]).unwrap();
-    let y0 = ops::gather_qmm(&x, &q.weights, &q.scales, q.biases.as_ref(), None, Some(&rhs0), true, &AFFINE_4BIT, true, s).unwrap();
+    let y0 = ops::gather_qmm(
+        &x,
+        &q.weights,
+        &q.scales,
+        q.biases.as_ref(),
+        None,
+        Some(&rhs0),
+        true,
+        &AFFINE_4BIT,
+        true,
+        s,
+    )
+    .unwrap();
     assert_close(&read_f32(&y0), &[240.0, 480.0], 1e-6);
 }
 
@@ -146,11 +225,20 @@ fn conv1d_2d_3d() {
 
     let img = f32s(&[1.0, 2.0, 3.0, 4.0], &[1, 2, 2, 1]);
     let k = f32s(&[1.0, 0.0, 0.0, 1.0], &[1, 2, 2, 1]);
-    assert_eq!(read_f32(&ops::conv2d(&img, &k, [1, 1], [0, 0], [1, 1], 1, s).unwrap()), vec![5.0]);
+    assert_eq!(
+        read_f32(&ops::conv2d(&img, &k, [1, 1], [0, 0], [1, 1], 1, s).unwrap()),
+        vec![5.0]
+    );
     let vol = f32s(&[1.0; 8], &[1, 2, 2, 2, 1]);
     let k3 = f32s(&[1.0; 8], &[1, 2, 2, 2, 1]);
-    assert_eq!(read_f32(&ops::conv3d(&vol, &k3, [1, 1, 1], [0, 0, 0], [1, 1, 1], 1, s).unwrap()), vec![8.0]);
-    assert!(ops::conv1d(&x, &f32s(&[1.0; 4], &[1, 2, 2]), 1, 0, 1, 1, s).is_err(), "channel mismatch");
+    assert_eq!(
+        read_f32(&ops::conv3d(&vol, &k3, [1, 1, 1], [0, 0, 0], [1, 1, 1], 1, s).unwrap()),
+        vec![8.0]
+    );
+    assert!(
+        ops::conv1d(&x, &f32s(&[1.0; 4], &[1, 2, 2]), 1, 0, 1, 1, s).is_err(),
+        "channel mismatch"
+    );
 }
 
 #[test]
@@ -175,7 +263,8 @@ fn transposed_convolutions() {
 
     let vx = f32s(&[1.0], &[1, 1, 1, 1, 1]);
     let vw = f32s(&[3.0, 4.0], &[1, 1, 1, 2, 1]);
-    let v = ops::conv_transpose3d(&vx, &vw, [1, 1, 1], [0, 0, 0], [1, 1, 1], [0, 0, 0], 1, s).unwrap();
+    let v =
+        ops::conv_transpose3d(&vx, &vw, [1, 1, 1], [0, 0, 0], [1, 1, 1], [0, 0, 0], 1, s).unwrap();
     assert_eq!(v.shape(), vec![1, 1, 1, 2, 1]);
     assert_eq!(read_f32(&v), vec![3.0, 4.0]);
 }

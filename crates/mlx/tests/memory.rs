@@ -20,7 +20,11 @@ fn drop_releases_and_clones_keep_buffers_alive() {
     let a = mib_array();
     assert!(memory::active_memory().unwrap() >= baseline + ONE_MIB);
     drop(a);
-    assert_eq!(memory::active_memory().unwrap(), baseline, "dropping the only handle frees");
+    assert_eq!(
+        memory::active_memory().unwrap(),
+        baseline,
+        "dropping the only handle frees"
+    );
 
     let a = mib_array();
     let b = a.clone();

@@ -23,11 +23,23 @@ fn sum_mean_prod_max_min() {
     assert_eq!(read_f32(&cols), vec![5.0, 7.0, 9.0]);
     let kept = r(ReduceOp::Sum, Some(&[0]), true);
     assert_eq!(kept.shape(), vec![1, 3]);
-    assert_eq!(read_f32(&r(ReduceOp::Sum, Some(&[-1]), false)), vec![6.0, 15.0]);
-    assert_eq!(read_f32(&r(ReduceOp::Mean, Some(&[1]), false)), vec![2.0, 5.0]);
+    assert_eq!(
+        read_f32(&r(ReduceOp::Sum, Some(&[-1]), false)),
+        vec![6.0, 15.0]
+    );
+    assert_eq!(
+        read_f32(&r(ReduceOp::Mean, Some(&[1]), false)),
+        vec![2.0, 5.0]
+    );
     assert_eq!(read_f32(&r(ReduceOp::Prod, None, false)), vec![720.0]);
-    assert_eq!(read_f32(&r(ReduceOp::Max, Some(&[1]), false)), vec![3.0, 6.0]);
-    assert_eq!(read_f32(&r(ReduceOp::Min, Some(&[0]), false)), vec![1.0, 2.0, 3.0]);
+    assert_eq!(
+        read_f32(&r(ReduceOp::Max, Some(&[1]), false)),
+        vec![3.0, 6.0]
+    );
+    assert_eq!(
+        read_f32(&r(ReduceOp::Min, Some(&[0]), false)),
+        vec![1.0, 2.0, 3.0]
+    );
     let all_kept = r(ReduceOp::Max, None, true);
     assert_eq!(all_kept.shape(), vec![1, 1]);
     assert_eq!(read_f32(&all_kept), vec![6.0]);
@@ -39,10 +51,19 @@ fn any_all() {
     let _g = lock();
     let s = cpu();
     let b = bools(&[true, false, false, false], &[2, 2]);
-    assert_eq!(read_bool(&ops::reduce(ReduceOp::Any, &b, Some(&[1]), false, s).unwrap()), vec![true, false]);
-    assert_eq!(read_bool(&ops::reduce(ReduceOp::All, &b, None, false, s).unwrap()), vec![false]);
+    assert_eq!(
+        read_bool(&ops::reduce(ReduceOp::Any, &b, Some(&[1]), false, s).unwrap()),
+        vec![true, false]
+    );
+    assert_eq!(
+        read_bool(&ops::reduce(ReduceOp::All, &b, None, false, s).unwrap()),
+        vec![false]
+    );
     let t = bools(&[true, true], &[2]);
-    assert_eq!(read_bool(&ops::reduce(ReduceOp::All, &t, None, false, s).unwrap()), vec![true]);
+    assert_eq!(
+        read_bool(&ops::reduce(ReduceOp::All, &t, None, false, s).unwrap()),
+        vec![true]
+    );
 }
 
 #[test]
@@ -72,9 +93,17 @@ fn logsumexp_var_std_median() {
 
     // Even count: mean of the two middle values (2 and 3).
     let m = f32s(&[3.0, 1.0, 10.0, 2.0], &[4]);
-    assert_close(&read_f32(&ops::reduce(ReduceOp::Median, &m, None, false, s).unwrap()), &[2.5], TOL);
+    assert_close(
+        &read_f32(&ops::reduce(ReduceOp::Median, &m, None, false, s).unwrap()),
+        &[2.5],
+        TOL,
+    );
     let m2 = f32s(&[5.0, 1.0, 3.0, 9.0, 7.0, 8.0], &[2, 3]);
-    assert_close(&read_f32(&ops::reduce(ReduceOp::Median, &m2, Some(&[1]), false, s).unwrap()), &[3.0, 8.0], TOL);
+    assert_close(
+        &read_f32(&ops::reduce(ReduceOp::Median, &m2, Some(&[1]), false, s).unwrap()),
+        &[3.0, 8.0],
+        TOL,
+    );
 }
 
 #[test]
@@ -95,12 +124,27 @@ fn cumsum_variants() {
     let _g = lock();
     let s = cpu();
     let x = f32s(&[1.0, 2.0, 3.0, 4.0], &[4]);
-    assert_eq!(read_f32(&ops::cumsum(&x, 0, false, true, s).unwrap()), vec![1.0, 3.0, 6.0, 10.0]);
-    assert_eq!(read_f32(&ops::cumsum(&x, 0, false, false, s).unwrap()), vec![0.0, 1.0, 3.0, 6.0]);
-    assert_eq!(read_f32(&ops::cumsum(&x, 0, true, true, s).unwrap()), vec![10.0, 9.0, 7.0, 4.0]);
-    assert_eq!(read_f32(&ops::cumsum(&x, 0, true, false, s).unwrap()), vec![9.0, 7.0, 4.0, 0.0]);
+    assert_eq!(
+        read_f32(&ops::cumsum(&x, 0, false, true, s).unwrap()),
+        vec![1.0, 3.0, 6.0, 10.0]
+    );
+    assert_eq!(
+        read_f32(&ops::cumsum(&x, 0, false, false, s).unwrap()),
+        vec![0.0, 1.0, 3.0, 6.0]
+    );
+    assert_eq!(
+        read_f32(&ops::cumsum(&x, 0, true, true, s).unwrap()),
+        vec![10.0, 9.0, 7.0, 4.0]
+    );
+    assert_eq!(
+        read_f32(&ops::cumsum(&x, 0, true, false, s).unwrap()),
+        vec![9.0, 7.0, 4.0, 0.0]
+    );
     let g = grid();
-    assert_eq!(read_f32(&ops::cumsum(&g, 1, false, true, s).unwrap()), vec![1.0, 3.0, 6.0, 4.0, 9.0, 15.0]);
+    assert_eq!(
+        read_f32(&ops::cumsum(&g, 1, false, true, s).unwrap()),
+        vec![1.0, 3.0, 6.0, 4.0, 9.0, 15.0]
+    );
 }
 
 #[test]
@@ -123,8 +167,14 @@ fn sort_and_argsort() {
     let _g = lock();
     let s = cpu();
     let x = f32s(&[3.0, 1.0, 2.0, 0.0, 5.0, 4.0], &[2, 3]);
-    assert_eq!(read_f32(&ops::sort(&x, 1, s).unwrap()), vec![1.0, 2.0, 3.0, 0.0, 4.0, 5.0]);
-    assert_eq!(read_f32(&ops::sort(&x, 0, s).unwrap()), vec![0.0, 1.0, 2.0, 3.0, 5.0, 4.0]);
+    assert_eq!(
+        read_f32(&ops::sort(&x, 1, s).unwrap()),
+        vec![1.0, 2.0, 3.0, 0.0, 4.0, 5.0]
+    );
+    assert_eq!(
+        read_f32(&ops::sort(&x, 0, s).unwrap()),
+        vec![0.0, 1.0, 2.0, 3.0, 5.0, 4.0]
+    );
     let idx = ops::argsort(&x, -1, s).unwrap();
     assert_eq!(idx.to_vec::<u32>().unwrap(), vec![1, 2, 0, 0, 2, 1]);
 }
@@ -141,7 +191,10 @@ fn partition_places_kth_element() {
     assert_eq!(p[2], 4.0);
     assert!(p[..2].iter().all(|&v| v < 4.0), "{p:?}");
     assert!(p[3..].iter().all(|&v| v > 4.0), "{p:?}");
-    let ap = ops::argpartition(&x, kth, 0, s).unwrap().to_vec::<u32>().unwrap();
+    let ap = ops::argpartition(&x, kth, 0, s)
+        .unwrap()
+        .to_vec::<u32>()
+        .unwrap();
     assert_eq!(ap[2], 3, "index of 4.0 in the input");
     let mut seen = ap.clone();
     seen.sort_unstable();

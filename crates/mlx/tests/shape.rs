@@ -74,7 +74,10 @@ fn split_by_indices_and_equal_parts() {
     assert_eq!(halves.len(), 3);
     assert_eq!(halves[1].shape(), vec![2, 1]);
     assert_eq!(read_f32(&halves[1]), vec![1.0, 4.0]);
-    assert!(ops::split_equal(&x, 4, 0, s).is_err(), "6 is not divisible by 4");
+    assert!(
+        ops::split_equal(&x, 4, 0, s).is_err(),
+        "6 is not divisible by 4"
+    );
     assert!(ops::split_equal(&x, 0, 0, s).is_err());
 }
 
@@ -83,10 +86,16 @@ fn tile_and_repeat() {
     let _g = lock();
     let s = cpu();
     let x = f32s(&[1.0, 2.0], &[2]);
-    assert_eq!(read_f32(&ops::tile(&x, &[2], s).unwrap()), vec![1.0, 2.0, 1.0, 2.0]);
+    assert_eq!(
+        read_f32(&ops::tile(&x, &[2], s).unwrap()),
+        vec![1.0, 2.0, 1.0, 2.0]
+    );
     let t2 = ops::tile(&x, &[2, 1], s).unwrap();
     assert_eq!(t2.shape(), vec![2, 2]);
-    assert_eq!(read_f32(&ops::repeat(&x, 2, 0, s).unwrap()), vec![1.0, 1.0, 2.0, 2.0]);
+    assert_eq!(
+        read_f32(&ops::repeat(&x, 2, 0, s).unwrap()),
+        vec![1.0, 1.0, 2.0, 2.0]
+    );
 }
 
 #[test]
@@ -104,7 +113,10 @@ fn slice_with_strides_and_negative_steps() {
     let rev = ops::slice(&x, &[0, -1], &[1, -5], &[1, -1], s).unwrap();
     assert_eq!(read_f32(&rev), vec![3.0, 2.0, 1.0, 0.0]);
     let err = ops::slice(&x, &[0], &[1, 1], &[1, 1], s).unwrap_err();
-    assert!(matches!(err, MlxError::InvalidArgument { op: "slice", .. }), "{err}");
+    assert!(
+        matches!(err, MlxError::InvalidArgument { op: "slice", .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -112,8 +124,14 @@ fn flip_reverses_axes() {
     let _g = lock();
     let s = cpu();
     let x = iota(6, &[2, 3]);
-    assert_eq!(read_f32(&ops::flip(&x, &[1], s).unwrap()), vec![2.0, 1.0, 0.0, 5.0, 4.0, 3.0]);
-    assert_eq!(read_f32(&ops::flip(&x, &[0, 1], s).unwrap()), vec![5.0, 4.0, 3.0, 2.0, 1.0, 0.0]);
+    assert_eq!(
+        read_f32(&ops::flip(&x, &[1], s).unwrap()),
+        vec![2.0, 1.0, 0.0, 5.0, 4.0, 3.0]
+    );
+    assert_eq!(
+        read_f32(&ops::flip(&x, &[0, 1], s).unwrap()),
+        vec![5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
+    );
 }
 
 #[test]
@@ -128,8 +146,14 @@ fn slice_update_writes_the_region() {
     assert_eq!(read_f32(&cache), vec![0.0; 8]);
     // Strided update: every other column of row 0.
     let out2 = ops::slice_update(&out, &update, &[0, 0], &[1, 4], &[1, 2], s).unwrap();
-    assert_eq!(read_f32(&out2), vec![1.0, 0.0, 2.0, 0.0, 0.0, 1.0, 2.0, 0.0]);
-    assert!(ops::slice_update(&cache, &update, &[0, 0], &[1, 3], &[1, 1], s).is_err(), "region 1x3 vs update 1x2");
+    assert_eq!(
+        read_f32(&out2),
+        vec![1.0, 0.0, 2.0, 0.0, 0.0, 1.0, 2.0, 0.0]
+    );
+    assert!(
+        ops::slice_update(&cache, &update, &[0, 0], &[1, 3], &[1, 1], s).is_err(),
+        "region 1x3 vs update 1x2"
+    );
 }
 
 #[test]
@@ -154,10 +178,16 @@ fn pad_constant_and_edge() {
     let nine = Array::scalar_f32(9.0).unwrap();
     let p = ops::pad(&x, &[1], &[1], &[2], &nine, "constant", s).unwrap();
     assert_eq!(p.shape(), vec![2, 5]);
-    assert_eq!(read_f32(&p), vec![9.0, 1.0, 2.0, 9.0, 9.0, 9.0, 3.0, 4.0, 9.0, 9.0]);
+    assert_eq!(
+        read_f32(&p),
+        vec![9.0, 1.0, 2.0, 9.0, 9.0, 9.0, 3.0, 4.0, 9.0, 9.0]
+    );
     let e = ops::pad_pairs(&x, &[(1, 0), (0, 1)], &nine, "edge", s).unwrap();
     assert_eq!(e.shape(), vec![3, 3]);
-    assert_eq!(read_f32(&e), vec![1.0, 2.0, 2.0, 1.0, 2.0, 2.0, 3.0, 4.0, 4.0]);
+    assert_eq!(
+        read_f32(&e),
+        vec![1.0, 2.0, 2.0, 1.0, 2.0, 2.0, 3.0, 4.0, 4.0]
+    );
     // MLX itself accepts more modes than the delegate (e.g. "reflect"); unknown ones fail.
     let err = ops::pad(&x, &[0], &[1], &[1], &nine, "bogus", s).unwrap_err();
     assert!(matches!(err, MlxError::Mlx { op: "pad", .. }), "{err}");
@@ -169,8 +199,14 @@ fn roll_shifts_cyclically() {
     let _g = lock();
     let s = cpu();
     let x = iota(6, &[2, 3]);
-    assert_eq!(read_f32(&ops::roll(&x, &[1], &[1], s).unwrap()), vec![2.0, 0.0, 1.0, 5.0, 3.0, 4.0]);
-    assert_eq!(read_f32(&ops::roll(&x, &[-1, 1], &[1, 0], s).unwrap()), vec![4.0, 5.0, 3.0, 1.0, 2.0, 0.0]);
+    assert_eq!(
+        read_f32(&ops::roll(&x, &[1], &[1], s).unwrap()),
+        vec![2.0, 0.0, 1.0, 5.0, 3.0, 4.0]
+    );
+    assert_eq!(
+        read_f32(&ops::roll(&x, &[-1, 1], &[1, 0], s).unwrap()),
+        vec![4.0, 5.0, 3.0, 1.0, 2.0, 0.0]
+    );
     assert!(ops::roll(&x, &[1, 2], &[0], s).is_err());
 }
 
@@ -186,7 +222,10 @@ fn take_variants_and_take_along_axis() {
     assert_eq!(row.shape(), vec![3]);
     assert_eq!(read_f32(&row), vec![3.0, 4.0, 5.0]);
     let idx64 = Array::from_slice(&[1i64], &[1]).unwrap();
-    assert_eq!(read_f32(&ops::take(&x, &idx64, 0, s).unwrap()), vec![3.0, 4.0, 5.0]);
+    assert_eq!(
+        read_f32(&ops::take(&x, &idx64, 0, s).unwrap()),
+        vec![3.0, 4.0, 5.0]
+    );
     let along = i32s(&[2, 1], &[2, 1]);
     let ta = ops::take_along_axis(&x, &along, 1, s).unwrap();
     assert_eq!(ta.shape(), vec![2, 1]);
@@ -226,9 +265,18 @@ fn triangles() {
     let x = iota(9, &[3, 3]).clone();
     let ones = ops::full_f64(&[3, 3], 1.0, Dtype::Float32, s).unwrap();
     let x = ops::binary(mlx::ops::BinaryOp::Add, &x, &ones, s).unwrap(); // 1..=9
-    assert_eq!(read_f32(&ops::tril(&x, 0, s).unwrap()), vec![1.0, 0.0, 0.0, 4.0, 5.0, 0.0, 7.0, 8.0, 9.0]);
-    assert_eq!(read_f32(&ops::triu(&x, 1, s).unwrap()), vec![0.0, 2.0, 3.0, 0.0, 0.0, 6.0, 0.0, 0.0, 0.0]);
-    assert_eq!(read_f32(&ops::tril(&x, -1, s).unwrap()), vec![0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 7.0, 8.0, 0.0]);
+    assert_eq!(
+        read_f32(&ops::tril(&x, 0, s).unwrap()),
+        vec![1.0, 0.0, 0.0, 4.0, 5.0, 0.0, 7.0, 8.0, 9.0]
+    );
+    assert_eq!(
+        read_f32(&ops::triu(&x, 1, s).unwrap()),
+        vec![0.0, 2.0, 3.0, 0.0, 0.0, 6.0, 0.0, 0.0, 0.0]
+    );
+    assert_eq!(
+        read_f32(&ops::tril(&x, -1, s).unwrap()),
+        vec![0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 7.0, 8.0, 0.0]
+    );
     let t = ops::tri(2, 3, 0, Dtype::Int32, s).unwrap();
     assert_eq!(t.dtype(), Dtype::Int32);
     assert_eq!(read_i32(&t), vec![1, 0, 0, 1, 1, 0]);

@@ -1,6 +1,6 @@
 //! Convolutions in MLX's channels-last layout: input `[N, *spatial, C_in]`, weight
-//! `[C_out, *kernel, C_in / groups]` (transposed: `[C_out, *kernel, C_in / groups]` too, as MLX
-//! defines it). The delegate's builder inserts the transposes from PyTorch's layout.
+//! `[C_out, *kernel, C_in / groups]` (MLX documents the same weight layout for the transposed
+//! variants; the tests only cover C_in = C_out = 1 there). The delegate's builder inserts the transposes from PyTorch's layout.
 
 use crate::array::Array;
 use crate::device::Stream;
@@ -48,7 +48,18 @@ pub fn conv1d(
     groups: i32,
     s: Stream,
 ) -> Result<Array> {
-    conv_any("conv1d", false, x, w, [stride], [padding], [dilation], [0], groups, s)
+    conv_any(
+        "conv1d",
+        false,
+        x,
+        w,
+        [stride],
+        [padding],
+        [dilation],
+        [0],
+        groups,
+        s,
+    )
 }
 
 pub fn conv2d(
@@ -60,7 +71,9 @@ pub fn conv2d(
     groups: i32,
     s: Stream,
 ) -> Result<Array> {
-    conv_any("conv2d", false, x, w, stride, padding, dilation, [0; 2], groups, s)
+    conv_any(
+        "conv2d", false, x, w, stride, padding, dilation, [0; 2], groups, s,
+    )
 }
 
 pub fn conv3d(
@@ -72,7 +85,9 @@ pub fn conv3d(
     groups: i32,
     s: Stream,
 ) -> Result<Array> {
-    conv_any("conv3d", false, x, w, stride, padding, dilation, [0; 3], groups, s)
+    conv_any(
+        "conv3d", false, x, w, stride, padding, dilation, [0; 3], groups, s,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

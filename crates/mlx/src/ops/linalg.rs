@@ -32,7 +32,15 @@ pub fn matmul(a: &Array, b: &Array, s: Stream) -> Result<Array> {
 pub fn addmm(c: &Array, a: &Array, b: &Array, alpha: f32, beta: f32, s: Stream) -> Result<Array> {
     // SAFETY: valid handles borrowed for the call.
     Array::produce("addmm", |out| unsafe {
-        mlx_sys::etm_addmm(c.as_ptr(), a.as_ptr(), b.as_ptr(), alpha, beta, s.raw(), out)
+        mlx_sys::etm_addmm(
+            c.as_ptr(),
+            a.as_ptr(),
+            b.as_ptr(),
+            alpha,
+            beta,
+            s.raw(),
+            out,
+        )
     })
 }
 

@@ -7,9 +7,7 @@ mod linalg;
 mod reduce;
 mod shape;
 
-pub use conv::{
-    conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d,
-};
+pub use conv::{conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d};
 pub use elementwise::{astype, binary, clip, round, unary, where_, BinaryOp, UnaryOp};
 pub use linalg::{
     addmm, dequantize, gather_mm, gather_qmm, matmul, quantize, quantized_matmul, Quantization,
@@ -20,10 +18,10 @@ pub use reduce::{
     ReduceOp,
 };
 pub use shape::{
-    arange, arange_i32, as_strided, broadcast_to, concatenate, contiguous, expand_dims, flip,
-    full, full_f64, gather, pad, pad_pairs, repeat, reshape, roll, scatter_add_axis, slice,
-    slice_update, split_at_indices, split_equal, squeeze, squeeze_all, stack, take,
-    take_along_axis, take_index, tile, transpose, tri, tril, triu, zeros,
+    arange, arange_i32, as_strided, broadcast_to, concatenate, contiguous, expand_dims, flip, full,
+    full_f64, gather, pad, pad_pairs, repeat, reshape, roll, scatter_add_axis, slice, slice_update,
+    split_at_indices, split_equal, squeeze, squeeze_all, stack, take, take_along_axis, take_index,
+    tile, transpose, tri, tril, triu, zeros,
 };
 
 use crate::array::Array;

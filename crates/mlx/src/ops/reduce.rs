@@ -16,9 +16,13 @@ pub enum ReduceOp {
     All,
     LogSumExp,
     /// Variance with `ddof` delta degrees of freedom (divisor `n - ddof`).
-    Var { ddof: i32 },
+    Var {
+        ddof: i32,
+    },
     /// Standard deviation with `ddof` delta degrees of freedom.
-    Std { ddof: i32 },
+    Std {
+        ddof: i32,
+    },
     Median,
 }
 

@@ -107,7 +107,9 @@ pub fn split_equal(x: &Array, parts: i32, axis: i32, s: Stream) -> Result<Vec<Ar
     let count = usize::try_from(parts)
         .ok()
         .filter(|&n| n > 0)
-        .ok_or_else(|| MlxError::invalid("split", format!("parts must be positive, got {parts}")))?;
+        .ok_or_else(|| {
+            MlxError::invalid("split", format!("parts must be positive, got {parts}"))
+        })?;
     let mut outs = vec![std::ptr::null_mut(); count];
     // SAFETY: valid handle; `outs` has room for `parts` handles.
     let status = unsafe {

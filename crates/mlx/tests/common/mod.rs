@@ -10,7 +10,9 @@ static MLX_LOCK: Mutex<()> = Mutex::new(());
 /// MLX graph building is not thread-safe and the test harness runs tests on parallel threads:
 /// every test holds this lock while it touches MLX.
 pub fn lock() -> MutexGuard<'static, ()> {
-    MLX_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    MLX_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub fn cpu() -> Stream {
