@@ -1,6 +1,7 @@
 //! Convolutions in MLX's channels-last layout: input `[N, *spatial, C_in]`, weight
 //! `[C_out, *kernel, C_in / groups]` (MLX documents the same weight layout for the transposed
-//! variants; the tests only cover C_in = C_out = 1 there). The delegate's builder inserts the transposes from PyTorch's layout.
+//! variants; the tests only cover C_in = C_out = 1 there). The delegate's builder inserts the
+//! transposes from PyTorch's layout.
 
 use crate::array::Array;
 use crate::device::Stream;
