@@ -81,6 +81,39 @@ pub enum LlmError {
 
     #[error("cannot sample: {0}")]
     Sampling(String),
+
+    /// The program runtime or a delegate failed (loading, executing, reading a getter).
+    #[error(transparent)]
+    Runtime(#[from] etmlx_runtime::RuntimeError),
+
+    /// The `.pte` has no method or signature a text-generation model exports.
+    #[error("{path} is not an LLM export this runner supports: {reason}")]
+    NotAnLlm { path: PathBuf, reason: String },
+
+    /// A metadata getter of the `.pte` returned something unusable.
+    #[error("model metadata `{getter}`: {message}")]
+    Metadata { getter: String, message: String },
+
+    /// The tokens would not fit the model's context (KV cache) length.
+    #[error(
+        "the prompt does not fit the context: {new_tokens} new tokens after {position} cached ones \
+         need {needed} positions, but the model's context holds {max_ctx_len} \
+         (shorten the prompt, lower the history or /reset)"
+    )]
+    ContextOverflow {
+        new_tokens: usize,
+        position: usize,
+        needed: usize,
+        max_ctx_len: usize,
+    },
+
+    /// The forward method returned something other than logits (or a token id) of the expected shape.
+    #[error("model output: {0}")]
+    ModelOutput(String),
+
+    /// A request the loaded export cannot serve (e.g. penalties with an on-device sampling head).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
 }
 
 impl LlmError {

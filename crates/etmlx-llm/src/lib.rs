@@ -1,8 +1,9 @@
 //! Engine-independent parts of the etmlx LLM runner: the Hugging Face tokenizer with its config files, chat
 //! templates, streaming detokenisation, host sampling, stop conditions and generation statistics.
 //!
-//! Nothing here touches MLX or the `.pte` runtime, and nothing prints: the generate loop (elsewhere) drives a
-//! model and uses these pieces.
+//! The engine-independent modules touch neither MLX nor the `.pte` runtime. [`model`] adapts an official LLM
+//! export (getters, `forward` signature, KV cache) on top of `etmlx-runtime` + the MLX delegate, [`generate`]
+//! runs the generate loop with the pieces above, and [`chat`] keeps a conversation. Nothing prints.
 //!
 //! ```no_run
 //! use etmlx_llm::{ChatTemplate, Message, RenderOptions, Sampler, SamplerConfig, StopIds, Tokenizer};
@@ -19,16 +20,22 @@
 //! # Ok(()) }
 //! ```
 
+pub mod chat;
 pub mod detok;
 pub mod error;
+pub mod generate;
+pub mod model;
 pub mod sampler;
 pub mod stats;
 pub mod stop;
 pub mod template;
 pub mod tokenizer;
 
+pub use chat::ChatSession;
 pub use detok::IncrementalDecoder;
 pub use error::{LlmError, Result};
+pub use generate::{GenerateOptions, Generator, TokenEvent};
+pub use model::{LlmModel, ModelMetadata, ModelOptions};
 pub use sampler::{Sampler, SamplerConfig};
 pub use stats::{GenerationOutput, GenerationStats, GenerationTimer};
 pub use stop::{StopCheck, StopIds, StopReason, StopStrings};
