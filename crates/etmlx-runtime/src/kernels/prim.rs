@@ -242,6 +242,8 @@ fn et_view(store: &mut ValueStore, args: &[usize]) -> Result<()> {
             .collect::<Result<_>>()?,
         other => return Err(RuntimeError::kernel(OP, format!("size must be an IntList, found {}", other.kind()))),
     };
+    let sizes = infer_view_sizes(sizes.clone(), src.numel())
+        .ok_or_else(|| RuntimeError::kernel(OP, format!("cannot view sizes {:?} as {sizes:?}", src.sizes())))?;
     let out = arg(args, 2, OP)?;
     let out_t = store.tensor_mut(out)?;
     out_t.resize(&sizes)?;
@@ -253,6 +255,23 @@ fn et_view(store: &mut ValueStore, args: &[usize]) -> Result<()> {
     }
     out_t.storage = src.storage.clone();
     Ok(())
+}
+
+/// Resolves one `-1` in view sizes from the element count (PyTorch `view(-1, k)`); `None` when the
+/// sizes cannot describe `numel` elements.
+fn infer_view_sizes(mut sizes: Vec<i64>, numel: usize) -> Option<Vec<i64>> {
+    let unknown: Vec<usize> = (0..sizes.len()).filter(|&i| sizes[i] == -1).collect();
+    if sizes.iter().any(|&d| d < -1) || unknown.len() > 1 {
+        return None;
+    }
+    let known: i64 = sizes.iter().filter(|&&d| d >= 0).product();
+    if let Some(&i) = unknown.first() {
+        if known == 0 || numel as i64 % known != 0 {
+            return None;
+        }
+        sizes[i] = numel as i64 / known;
+    }
+    (sizes.iter().product::<i64>() == numel as i64).then_some(sizes)
 }
 
 /// `et_copy_index(copy_to, copy_from, index)`: writes `copy_from` into row `index` of `copy_to`,
@@ -303,5 +322,14 @@ mod tests {
         assert_eq!(python_floordiv(1, 0), None);
         assert_eq!(python_mod(1, 0), None);
         assert_eq!(python_floordiv(i64::MIN, -1), None);
+    }
+
+    #[test]
+    fn view_infers_one_minus_one() {
+        assert_eq!(infer_view_sizes(vec![-1, 2], 12), Some(vec![6, 2]));
+        assert_eq!(infer_view_sizes(vec![3, 4], 12), Some(vec![3, 4]));
+        assert_eq!(infer_view_sizes(vec![-1, -1], 12), None);
+        assert_eq!(infer_view_sizes(vec![-1, 5], 12), None);
+        assert_eq!(infer_view_sizes(vec![2, 2], 12), None);
     }
 }
