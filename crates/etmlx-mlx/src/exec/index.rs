@@ -85,8 +85,9 @@ fn one_axis_bounds(
     (starts, stops, strides)
 }
 
-/// PyTorch `slice`: MLX's own normalisation of negative and out-of-range bounds applies
-/// (`stop = i32::MAX` from an `i64::MAX` literal means "to the end").
+/// Strided slice on one axis, with MLX's own normalisation of negative and out-of-range bounds
+/// (`stop = i32::MAX` from an `i64::MAX` literal means "to the end"). A negative step walks
+/// backwards: the exporter reverses an axis (top-k) with `start=k-1, stop=-(k+1), step=-1`.
 pub fn slice(
     cx: &mut Ctx<'_>,
     x: Tid,
@@ -97,11 +98,8 @@ pub fn slice(
     step: i32,
 ) -> Result<(), ExecError> {
     let (axis, start, stop) = (cx.int(axis)?, cx.int(start)?, cx.int(stop)?);
-    if step < 1 {
-        return Err(ExecError::invalid(
-            "Slice",
-            format!("step {step} must be >= 1"),
-        ));
+    if step == 0 {
+        return Err(ExecError::invalid("Slice", "step is 0"));
     }
     let a = cx.get(x)?;
     let shape = a.shape();
