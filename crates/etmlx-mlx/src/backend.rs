@@ -34,7 +34,9 @@ pub mod option_keys {
 static MLX_LOCK: Mutex<()> = Mutex::new(());
 
 pub(crate) fn mlx_lock() -> MutexGuard<'static, ()> {
-    MLX_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    MLX_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Options an executing handle consults.
@@ -51,12 +53,18 @@ impl ExecOptions {
         let mut o = ExecOptions::default();
         for (key, value) in ctx.options {
             match (key.as_str(), value) {
-                (option_keys::ALLOW_CUSTOM_KERNELS, OptionValue::Bool(b)) => o.allow_custom_kernels = *b,
+                (option_keys::ALLOW_CUSTOM_KERNELS, OptionValue::Bool(b)) => {
+                    o.allow_custom_kernels = *b
+                }
                 (option_keys::DEVICE, OptionValue::Str(s)) => {
                     o.device = Some(match s.as_str() {
                         "cpu" => DeviceType::Cpu,
                         "gpu" => DeviceType::Gpu,
-                        other => return Err(ExecError::Other(format!("unknown device '{other}' (cpu, gpu)"))),
+                        other => {
+                            return Err(ExecError::Other(format!(
+                                "unknown device '{other}' (cpu, gpu)"
+                            )))
+                        }
                     })
                 }
                 (option_keys::CLEAR_CACHE_INTERVAL, OptionValue::Int(n)) if *n >= 0 => {
@@ -64,7 +72,9 @@ impl ExecOptions {
                 }
                 (option_keys::CACHE_KEY, OptionValue::Str(s)) => o.cache_key = Some(s.clone()),
                 (key, value) => {
-                    return Err(ExecError::Other(format!("unknown or mistyped MLXBackend option {key}={value:?}")))
+                    return Err(ExecError::Other(format!(
+                        "unknown or mistyped MLXBackend option {key}={value:?}"
+                    )))
                 }
             }
         }
@@ -112,19 +122,25 @@ impl MlxHandle {
         let device = match options.device {
             Some(d) => {
                 if !mlx::is_available(d) {
-                    return Err(ExecError::Other(format!("MLX device {d:?} is not available in this libmlx")));
+                    return Err(ExecError::Other(format!(
+                        "MLX device {d:?} is not available in this libmlx"
+                    )));
                 }
                 d
             }
             None if mlx::is_available(DeviceType::Gpu) => DeviceType::Gpu,
             None => DeviceType::Cpu,
         };
-        let stream = Stream::new(device)?;
+        // Executes may come from any thread (serialised by the MLX lock); MLX 0.32 streams from
+        // `new_stream` belong to their creating thread.
+        let stream = Stream::new_any_thread(device)?;
         let constants = load_constants(&graph, ctx)?;
         let mutable_buffers = zero_mutable_buffers(&graph, stream)?;
         let cache = match &options.cache_key {
             Some(key) => Some(cache::lookup(key).ok_or_else(|| {
-                ExecError::Other(format!("no off-graph KV cache is registered under key '{key}'"))
+                ExecError::Other(format!(
+                    "no off-graph KV cache is registered under key '{key}'"
+                ))
             })?),
             None => None,
         };
@@ -132,7 +148,10 @@ impl MlxHandle {
             layout: Layout::new(&graph),
             transient: Transient::new(&graph),
             graph,
-            persistent: Persistent { constants, mutable_buffers },
+            persistent: Persistent {
+                constants,
+                mutable_buffers,
+            },
             stream,
             options,
             cache,
@@ -165,7 +184,10 @@ impl MlxHandle {
         exec::run_chain(&mut cx, chain)
     }
 
-    fn execute_locked(&mut self, args: &mut DelegateArgs<'_>) -> Result<Vec<(usize, Array)>, ExecError> {
+    fn execute_locked(
+        &mut self,
+        args: &mut DelegateArgs<'_>,
+    ) -> Result<Vec<(usize, Array)>, ExecError> {
         let n_in = self.graph.input_map.len();
         let expected = n_in + self.graph.output_map.len();
         if args.len() != expected {
@@ -182,7 +204,10 @@ impl MlxHandle {
                     let array = input_array(&self.graph, Tid(slot.idx), args, i)?;
                     let location = self.layout.locate(Tid(slot.idx))?;
                     let exec::state::Location::Transient(t) = location else {
-                        return Err(ExecError::Other(format!("input {i} maps to non-input slot {}", slot.idx)));
+                        return Err(ExecError::Other(format!(
+                            "input {i} maps to non-input slot {}",
+                            slot.idx
+                        )));
                     };
                     self.transient.tensors[t] = Some(array);
                 }
@@ -190,11 +215,15 @@ impl MlxHandle {
                     let v = match args.value(i).map_err(|e| ExecError::Other(e.0))? {
                         etmlx_runtime::EValue::Int(v) => *v,
                         other => {
-                            return Err(ExecError::Other(format!("input {i}: expected an Int, got {}", other.kind())))
+                            return Err(ExecError::Other(format!(
+                                "input {i}: expected an Int, got {}",
+                                other.kind()
+                            )))
                         }
                     };
-                    let v = i32::try_from(v)
-                        .map_err(|_| ExecError::Other(format!("input {i}: {v} does not fit int32")))?;
+                    let v = i32::try_from(v).map_err(|_| {
+                        ExecError::Other(format!("input {i}: {v} does not fit int32"))
+                    })?;
                     let slot_ref = self
                         .transient
                         .values
@@ -203,7 +232,9 @@ impl MlxHandle {
                     *slot_ref = Some(exec::Value::Int(v));
                 }
                 SlotKind::Float | SlotKind::Bool => {
-                    return Err(ExecError::Other(format!("input {i}: float and bool scalar inputs are not supported")))
+                    return Err(ExecError::Other(format!(
+                        "input {i}: float and bool scalar inputs are not supported"
+                    )))
                 }
             }
         }
@@ -221,7 +252,12 @@ impl MlxHandle {
                         }
                     })?;
                     let wanted = dtype::mlx_dtype(out_dtype.to_i8())?;
-                    let location_array = exec_get(&self.layout, &self.persistent, &self.transient, Tid(slot.idx))?;
+                    let location_array = exec_get(
+                        &self.layout,
+                        &self.persistent,
+                        &self.transient,
+                        Tid(slot.idx),
+                    )?;
                     let mut a = mlx::ops::contiguous(location_array, false, self.stream)?;
                     if a.dtype() != wanted {
                         a = mlx::ops::astype(&a, wanted, self.stream)?;
@@ -229,14 +265,26 @@ impl MlxHandle {
                     prepared.push((arg, a));
                 }
                 SlotKind::Int => {
-                    let v = match self.transient.values.get(slot.idx as usize).copied().flatten() {
+                    let v = match self
+                        .transient
+                        .values
+                        .get(slot.idx as usize)
+                        .copied()
+                        .flatten()
+                    {
                         Some(exec::Value::Int(v)) => v as i64,
-                        other => return Err(ExecError::Other(format!("output {j}: int value slot holds {other:?}"))),
+                        other => {
+                            return Err(ExecError::Other(format!(
+                                "output {j}: int value slot holds {other:?}"
+                            )))
+                        }
                     };
                     args.set_int(arg, v).map_err(|e| ExecError::Other(e.0))?;
                 }
                 SlotKind::Float | SlotKind::Bool => {
-                    return Err(ExecError::Other(format!("output {j}: float and bool scalar outputs are not supported")))
+                    return Err(ExecError::Other(format!(
+                        "output {j}: float and bool scalar outputs are not supported"
+                    )))
                 }
             }
         }
@@ -248,7 +296,12 @@ impl MlxHandle {
     }
 }
 
-fn exec_get<'a>(layout: &Layout, p: &'a Persistent, t: &'a Transient, tid: Tid) -> Result<&'a Array, ExecError> {
+fn exec_get<'a>(
+    layout: &Layout,
+    p: &'a Persistent,
+    t: &'a Transient,
+    tid: Tid,
+) -> Result<&'a Array, ExecError> {
     use exec::state::Location;
     let a = match layout.locate(tid)? {
         Location::Constant(i) => p.constants.get(i),
@@ -259,7 +312,12 @@ fn exec_get<'a>(layout: &Layout, p: &'a Persistent, t: &'a Transient, tid: Tid) 
 }
 
 /// Wraps input argument `i` as an MLX array, checking it against the slot's declared dtype.
-fn input_array(graph: &Graph, tid: Tid, args: &DelegateArgs<'_>, i: usize) -> Result<Array, ExecError> {
+fn input_array(
+    graph: &Graph,
+    tid: Tid,
+    args: &DelegateArgs<'_>,
+    i: usize,
+) -> Result<Array, ExecError> {
     let view = args.tensor(i).map_err(|e| ExecError::Other(e.0))?;
     if let Some(meta) = graph.meta(tid) {
         if meta.scalar_type != view.dtype.to_i8() {
@@ -269,8 +327,15 @@ fn input_array(graph: &Graph, tid: Tid, args: &DelegateArgs<'_>, i: usize) -> Re
             )));
         }
     }
-    if view.dim_order.iter().enumerate().any(|(k, &d)| d as usize != k) {
-        return Err(ExecError::Other(format!("input {i}: only contiguous (default dim order) tensors are supported")));
+    if view
+        .dim_order
+        .iter()
+        .enumerate()
+        .any(|(k, &d)| d as usize != k)
+    {
+        return Err(ExecError::Other(format!(
+            "input {i}: only contiguous (default dim order) tensors are supported"
+        )));
     }
     let shape: Vec<i32> = view
         .sizes
@@ -278,7 +343,11 @@ fn input_array(graph: &Graph, tid: Tid, args: &DelegateArgs<'_>, i: usize) -> Re
         .map(|&d| i32::try_from(d))
         .collect::<Result<_, _>>()
         .map_err(|_| ExecError::Other(format!("input {i}: a dimension does not fit int32")))?;
-    Ok(Array::from_bytes(view.bytes, &shape, dtype::mlx_dtype(view.dtype.to_i8())?)?)
+    Ok(Array::from_bytes(
+        view.bytes,
+        &shape,
+        dtype::mlx_dtype(view.dtype.to_i8())?,
+    )?)
 }
 
 /// Constant tensors from the named-data map, by the names the payload binds them to.
@@ -287,9 +356,9 @@ fn load_constants(graph: &Graph, ctx: &BackendInitContext<'_>) -> Result<Vec<Arr
     let mut constants = Vec::with_capacity(graph.num_constants as usize);
     for t in 0..graph.num_constants {
         let tid = Tid(t);
-        let name = names
-            .get(&tid)
-            .ok_or_else(|| ExecError::Other(format!("constant slot {t} has no name in the payload")))?;
+        let name = names.get(&tid).ok_or_else(|| {
+            ExecError::Other(format!("constant slot {t} has no name in the payload"))
+        })?;
         let meta = graph
             .meta(tid)
             .ok_or_else(|| ExecError::Other(format!("constant '{name}' has no tensor metadata")))?;
@@ -298,7 +367,9 @@ fn load_constants(graph: &Graph, ctx: &BackendInitContext<'_>) -> Result<Vec<Arr
             .ok_or_else(|| ExecError::Other(format!("constant '{name}' has a dynamic shape")))?;
         let dt = dtype::mlx_dtype(meta.scalar_type)?;
         let bytes = ctx.named_data.get(name).ok_or_else(|| {
-            ExecError::Other(format!("constant '{name}' is missing from the program's named data (and any .ptd)"))
+            ExecError::Other(format!(
+                "constant '{name}' is missing from the program's named data (and any .ptd)"
+            ))
         })?;
         let numel: usize = shape.iter().map(|&d| d as usize).product();
         if bytes.len() != numel * dt.size() {
@@ -320,22 +391,28 @@ fn zero_mutable_buffers(graph: &Graph, stream: Stream) -> Result<Vec<Option<Arra
     let layout = Layout::new(graph);
     let mut buffers: Vec<Option<Array>> = vec![None; graph.num_mutable_buffers as usize];
     for slot in &graph.mutable_buffer_map {
-        let tid = slot
-            .tid()
-            .ok_or_else(|| ExecError::Other(format!("mutable buffer slot {} is not a tensor", slot.idx)))?;
+        let tid = slot.tid().ok_or_else(|| {
+            ExecError::Other(format!("mutable buffer slot {} is not a tensor", slot.idx))
+        })?;
         let exec::state::Location::MutableBuffer(i) = layout.locate(tid)? else {
-            return Err(ExecError::Other(format!("mutable buffer map names non-buffer slot {}", tid.0)));
+            return Err(ExecError::Other(format!(
+                "mutable buffer map names non-buffer slot {}",
+                tid.0
+            )));
         };
-        let meta = graph
-            .meta(tid)
-            .ok_or_else(|| ExecError::Other(format!("mutable buffer {} has no tensor metadata", tid.0)))?;
-        let shape = meta
-            .static_shape()
-            .ok_or_else(|| ExecError::Other(format!("mutable buffer {} has a dynamic shape", tid.0)))?;
+        let meta = graph.meta(tid).ok_or_else(|| {
+            ExecError::Other(format!("mutable buffer {} has no tensor metadata", tid.0))
+        })?;
+        let shape = meta.static_shape().ok_or_else(|| {
+            ExecError::Other(format!("mutable buffer {} has a dynamic shape", tid.0))
+        })?;
         let numel: u64 = shape.iter().map(|&d| d as u64).product();
         let dt = dtype::mlx_dtype(meta.scalar_type)?;
         if numel * dt.size() as u64 > crate::MAX_ALLOCATION_BYTES {
-            return Err(ExecError::Other(format!("mutable buffer {} of shape {shape:?} exceeds 4 GiB", tid.0)));
+            return Err(ExecError::Other(format!(
+                "mutable buffer {} of shape {shape:?} exceeds 4 GiB",
+                tid.0
+            )));
         }
         let z = mlx::ops::zeros(&shape, dt, stream)?;
         buffers[i] = Some(z);
@@ -356,12 +433,16 @@ impl DelegateHandle for MlxHandle {
         };
         // Outside the lock: wait for the GPU and copy results into the runtime's tensors.
         for (arg, array) in prepared {
-            let bytes = array.to_bytes().map_err(|e| BackendError::new(e.to_string()))?;
+            let bytes = array
+                .to_bytes()
+                .map_err(|e| BackendError::new(e.to_string()))?;
             let sizes: Vec<i64> = array.shape().iter().map(|&d| d as i64).collect();
             args.write_tensor(arg, &sizes, &bytes)?;
         }
         self.executes += 1;
-        if self.options.clear_cache_interval > 0 && self.executes % self.options.clear_cache_interval == 0 {
+        if self.options.clear_cache_interval > 0
+            && self.executes % self.options.clear_cache_interval == 0
+        {
             let _guard = mlx_lock();
             mlx::memory::clear_cache().map_err(|e| BackendError::new(e.to_string()))?;
         }
