@@ -57,7 +57,7 @@ pub enum PteError {
     /// A byte range lies (partly) outside the region that must contain it.
     #[error("{what}: range [{offset}, {offset}+{size}) exceeds {limit_name} of {limit} bytes")]
     OutOfBounds {
-        /// The range's owner, e.g. "segments[3]".
+        /// The range's owner, e.g. `segments[3]`.
         what: String,
         /// Start of the range.
         offset: u64,
@@ -81,7 +81,7 @@ pub enum PteError {
     /// The FlatBuffer could not be read at the given field path.
     #[error("invalid flatbuffer at {context}: {source}")]
     Flatbuffer {
-        /// Field path, e.g. "execution_plan[0].values[12]".
+        /// Field path, e.g. `execution_plan[0].values[12]`.
         context: String,
         /// The planus error.
         source: planus::Error,

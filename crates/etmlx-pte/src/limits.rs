@@ -29,7 +29,8 @@ pub const MAX_SEGMENTS: usize = 1 << 20;
 pub const MAX_SUBSEGMENT_OFFSETS: usize = 1 << 22;
 /// Most named-data entries in one file.
 pub const MAX_NAMED_DATA: usize = 1 << 20;
-/// Most elements (values, list items, indices, string bytes...) materialized from one file in
-/// total. FlatBuffers let many tables point at one shared vector, so per-vector limits alone
-/// would not bound the work.
-pub const MAX_TOTAL_ELEMENTS: u64 = 1 << 27;
+/// Most bytes of owned views (values, instructions, list items, strings, ...) materialized from
+/// one file, counted as the in-memory size of each element. FlatBuffers let many tables point
+/// at one shared vector, so per-vector limits alone would not bound memory or work; real
+/// programs need tens of MiB at most (a value is about 150 bytes).
+pub const MAX_MATERIALIZED_BYTES: u64 = 1 << 28;

@@ -10,7 +10,7 @@ use crate::program::*;
 use crate::schema::executorch_flatbuffer as fb;
 use crate::types::{DataLocation, ScalarType, ShapeDynamism, TensorDataLocation};
 
-/// Counts elements materialized from the file against [`MAX_TOTAL_ELEMENTS`].
+/// Counts bytes of views materialized from the file against [`MAX_MATERIALIZED_BYTES`].
 pub(crate) struct Budget {
     used: u64,
 }
@@ -20,16 +20,26 @@ impl Budget {
         Self { used: 0 }
     }
 
-    pub(crate) fn take(&mut self, count: usize, what: impl FnOnce() -> String) -> Result<()> {
-        self.used = self.used.saturating_add(count as u64);
-        if self.used > MAX_TOTAL_ELEMENTS {
+    /// Charges `bytes` (at least 1, so that empty elements still count as work).
+    pub(crate) fn take(&mut self, bytes: usize, what: impl FnOnce() -> String) -> Result<()> {
+        self.used = self.used.saturating_add(bytes.max(1) as u64);
+        if self.used > MAX_MATERIALIZED_BYTES {
             return Err(PteError::LimitExceeded {
-                what: format!("total elements read from the file (at {})", what()),
+                what: format!("bytes of views materialized from the file (at {})", what()),
                 count: self.used,
-                limit: MAX_TOTAL_ELEMENTS,
+                limit: MAX_MATERIALIZED_BYTES,
             });
         }
         Ok(())
+    }
+
+    /// Charges `count` elements of type `T`.
+    pub(crate) fn take_items<T>(
+        &mut self,
+        count: usize,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        self.take(count.saturating_mul(std::mem::size_of::<T>()), what)
     }
 }
 
@@ -147,6 +157,9 @@ pub(crate) fn load_program(file: &[u8], layout: FileLayout) -> Result<Program> {
         check_count(list.len(), MAX_SEGMENTS, || {
             "Program.mutable_data_segments".into()
         })?;
+        budget.take_items::<SubsegmentOffsets>(list.len(), || {
+            "Program.mutable_data_segments".into()
+        })?;
         for (i, table) in list.iter().enumerate() {
             let ctx = || format!("Program.mutable_data_segments[{i}]");
             let table = table.at(ctx)?;
@@ -178,6 +191,7 @@ pub(crate) fn load_program(file: &[u8], layout: FileLayout) -> Result<Program> {
         .at(|| "Program.execution_plan".into())?
     {
         check_count(plans.len(), MAX_PLANS, || "Program.execution_plan".into())?;
+        budget.take_items::<ExecutionPlan>(plans.len(), || "Program.execution_plan".into())?;
         for (p, plan) in plans.iter().enumerate() {
             let plan = plan.at(|| format!("execution_plan[{p}]"))?;
             let loaded = PlanLoader {
@@ -201,7 +215,7 @@ fn load_segments(
         return Ok(Vec::new());
     };
     check_count(list.len(), MAX_SEGMENTS, || "Program.segments".into())?;
-    budget.take(list.len(), || "Program.segments".into())?;
+    budget.take_items::<ByteRange>(list.len(), || "Program.segments".into())?;
     list.iter()
         .enumerate()
         .map(|(i, segment)| {
@@ -228,7 +242,7 @@ fn load_inline_blobs(
     check_count(list.len(), MAX_SEGMENTS, || {
         "Program.backend_delegate_data".into()
     })?;
-    budget.take(list.len(), || "Program.backend_delegate_data".into())?;
+    budget.take_items::<ByteRange>(list.len(), || "Program.backend_delegate_data".into())?;
     list.iter()
         .enumerate()
         .map(|(i, blob)| {
@@ -253,7 +267,7 @@ fn load_legacy_constants(
     check_count(list.len(), MAX_SEGMENTS, || {
         "Program.constant_buffer".into()
     })?;
-    budget.take(list.len(), || "Program.constant_buffer".into())?;
+    budget.take_items::<ByteRange>(list.len(), || "Program.constant_buffer".into())?;
     list.iter()
         .enumerate()
         .map(|(i, buffer)| {
@@ -281,7 +295,7 @@ fn load_subsegment(
     check_count(offsets.len(), MAX_SUBSEGMENT_OFFSETS, || {
         format!("{}.offsets", ctx())
     })?;
-    budget.take(offsets.len(), || format!("{}.offsets", ctx()))?;
+    budget.take_items::<u64>(offsets.len(), || format!("{}.offsets", ctx()))?;
     let raw_index = table.segment_index().at(&ctx)?;
     let segment_index = check_index(raw_index.into(), "Program.segments", segments.len(), || {
         format!("{}.segment_index", ctx())
@@ -323,7 +337,7 @@ fn load_named_data(
                 .key()
                 .at(ctx)?
                 .ok_or_else(|| missing(format!("{}.key", ctx())))?;
-            budget.take(key.len().max(1), ctx)?;
+            budget.take(key.len() + std::mem::size_of::<NamedDataEntry>(), ctx)?;
             let raw_index = entry.segment_index().at(ctx)?;
             let segment_index =
                 check_index(raw_index.into(), "Program.segments", segments.len(), || {
@@ -393,6 +407,8 @@ impl PlanLoader<'_> {
                 check_count(sizes.len(), MAX_MEMORY_BUFFERS, || {
                     at("non_const_buffer_sizes")
                 })?;
+                self.budget
+                    .take_items::<u64>(sizes.len(), || at("non_const_buffer_sizes"))?;
                 sizes
                     .iter()
                     .enumerate()
@@ -415,7 +431,8 @@ impl PlanLoader<'_> {
         let raw_values = plan.values().at(|| at("values"))?;
         let value_count = raw_values.map_or(0, |values| values.len());
         check_count(value_count, MAX_VALUES, || at("values"))?;
-        self.budget.take(value_count, || at("values"))?;
+        self.budget
+            .take_items::<Value>(value_count, || at("values"))?;
         let mut values = Vec::with_capacity(value_count);
         if let Some(raw_values) = raw_values {
             for (v, value) in raw_values.iter().enumerate() {
@@ -438,6 +455,8 @@ impl PlanLoader<'_> {
         let mut instruction_total = 0usize;
         if let Some(raw_chains) = plan.chains().at(|| at("chains"))? {
             check_count(raw_chains.len(), MAX_CHAINS, || at("chains"))?;
+            self.budget
+                .take_items::<Chain>(raw_chains.len(), || at("chains"))?;
             for (c, chain) in raw_chains.iter().enumerate() {
                 let chain_ctx = |field: &str| at(&format!("chains[{c}].{field}"));
                 let chain = chain.at(|| chain_ctx(""))?;
@@ -457,7 +476,8 @@ impl PlanLoader<'_> {
                     check_count(instruction_total, MAX_INSTRUCTIONS, || {
                         at("chains[*].instructions")
                     })?;
-                    self.budget.take(raw.len(), || chain_ctx("instructions"))?;
+                    self.budget
+                        .take_items::<Instruction>(raw.len(), || chain_ctx("instructions"))?;
                     let chain_len = raw.len();
                     for (i, instruction) in raw.iter().enumerate() {
                         let ctx = || chain_ctx(&format!("instructions[{i}]"));
@@ -504,6 +524,8 @@ impl PlanLoader<'_> {
             return Ok(Vec::new());
         };
         check_count(list.len(), MAX_OPERATORS, || at("operators"))?;
+        self.budget
+            .take_items::<Operator>(list.len(), || at("operators"))?;
         list.iter()
             .enumerate()
             .map(|(i, op)| {
@@ -530,6 +552,8 @@ impl PlanLoader<'_> {
             return Ok(Vec::new());
         };
         check_count(list.len(), MAX_DELEGATES, || at("delegates"))?;
+        self.budget
+            .take_items::<Delegate>(list.len(), || at("delegates"))?;
         let mut delegates = Vec::with_capacity(list.len());
         for (d, delegate) in list.iter().enumerate() {
             let ctx = || at(&format!("delegates[{d}]"));
@@ -569,6 +593,9 @@ impl PlanLoader<'_> {
                 check_count(specs.len(), MAX_COMPILE_SPECS, || {
                     at(&format!("delegates[{d}].compile_specs"))
                 })?;
+                self.budget.take_items::<CompileSpec>(specs.len(), || {
+                    at(&format!("delegates[{d}].compile_specs"))
+                })?;
                 for (s, spec) in specs.iter().enumerate() {
                     let spec_ctx = || at(&format!("delegates[{d}].compile_specs[{s}]"));
                     let spec = spec.at(spec_ctx)?;
@@ -604,7 +631,7 @@ impl PlanLoader<'_> {
             return Ok(Vec::new());
         };
         check_count(raw.len(), MAX_ARGS, ctx)?;
-        self.budget.take(raw.len(), ctx)?;
+        self.budget.take_items::<usize>(raw.len(), ctx)?;
         raw.iter()
             .enumerate()
             .map(|(i, index)| {
@@ -615,9 +642,10 @@ impl PlanLoader<'_> {
             .collect()
     }
 
-    fn list_len(&mut self, len: usize, ctx: &dyn Fn() -> String) -> Result<()> {
+    /// Checks a list's length and charges `len` items of `T`.
+    fn list_len<T>(&mut self, len: usize, ctx: &dyn Fn() -> String) -> Result<()> {
         check_count(len, MAX_LIST_LEN, ctx)?;
-        self.budget.take(len, ctx)
+        self.budget.take_items::<T>(len, ctx)
     }
 
     fn load_value(
@@ -648,7 +676,7 @@ impl PlanLoader<'_> {
                 let items = list.items().at(&ctx)?;
                 let items: Vec<i64> = match items {
                     Some(items) => {
-                        self.list_len(items.len(), &items_ctx)?;
+                        self.list_len::<usize>(items.len(), &items_ctx)?;
                         items.iter().collect()
                     }
                     None => Vec::new(),
@@ -667,14 +695,14 @@ impl PlanLoader<'_> {
             }
             K::DoubleList(list) => match list.items().at(&ctx)? {
                 Some(items) => {
-                    self.list_len(items.len(), &items_ctx)?;
+                    self.list_len::<f64>(items.len(), &items_ctx)?;
                     Value::DoubleList(items.iter().collect())
                 }
                 None => Value::DoubleList(Vec::new()),
             },
             K::BoolList(list) => match list.items().at(&ctx)? {
                 Some(items) => {
-                    self.list_len(items.len(), &items_ctx)?;
+                    self.list_len::<bool>(items.len(), &items_ctx)?;
                     Value::BoolList(items.iter().collect())
                 }
                 None => Value::BoolList(Vec::new()),
@@ -682,7 +710,7 @@ impl PlanLoader<'_> {
             K::TensorList(list) => {
                 let items = list.items().at(&ctx)?;
                 if let Some(items) = items {
-                    self.list_len(items.len(), &items_ctx)?;
+                    self.list_len::<usize>(items.len(), &items_ctx)?;
                 }
                 Value::TensorList(
                     items
@@ -700,7 +728,7 @@ impl PlanLoader<'_> {
             K::OptionalTensorList(list) => {
                 let items = list.items().at(&ctx)?;
                 if let Some(items) = items {
-                    self.list_len(items.len(), &items_ctx)?;
+                    self.list_len::<Option<usize>>(items.len(), &items_ctx)?;
                 }
                 Value::OptionalTensorList(
                     items
@@ -749,7 +777,7 @@ impl PlanLoader<'_> {
             }
             None => Vec::new(),
         };
-        self.budget.take(sizes.len().max(1), ctx)?;
+        self.budget.take(sizes.len() * 5, ctx)?; // sizes (i32) + dim_order (u8)
         if let Some((dim, size)) = sizes.iter().enumerate().find(|(_, &size)| size < 0) {
             return Err(bad(format!("sizes[{dim}] is negative ({size})")));
         }

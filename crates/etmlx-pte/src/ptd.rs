@@ -88,6 +88,7 @@ impl Ptd {
         let mut segments = Vec::new();
         if let Some(list) = root.segments().at(|| "FlatTensor.segments".into())? {
             check_count(list.len(), MAX_SEGMENTS, || "FlatTensor.segments".into())?;
+            budget.take_items::<ByteRange>(list.len(), || "FlatTensor.segments".into())?;
             for (i, segment) in list.iter().enumerate() {
                 let ctx = || format!("FlatTensor.segments[{i}]");
                 let segment = segment.at(ctx)?;
@@ -112,7 +113,7 @@ impl Ptd {
                 let key = entry.key().at(ctx)?.ok_or_else(|| PteError::MissingField {
                     context: format!("{}.key", ctx()),
                 })?;
-                budget.take(key.len().max(1), ctx)?;
+                budget.take(key.len() + std::mem::size_of::<PtdEntry>(), ctx)?;
                 let segment_index = check_index(
                     entry.segment_index().at(ctx)?.into(),
                     "FlatTensor.segments",

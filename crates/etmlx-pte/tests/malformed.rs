@@ -552,3 +552,45 @@ fn missing_plan_name_is_rejected() {
         "{result:?}"
     );
 }
+
+#[test]
+fn shared_vectors_cannot_amplify_without_bound() {
+    // FlatBuffers let every entry of a vector point at the same table. One IntList of
+    // MAX_LIST_LEN items referenced by 40 values would materialize 40 Mi indices (320 MiB) from
+    // an 8 MiB file; the materialization budget (256 MiB) stops it.
+    use planus::{Builder, Offset, WriteAsOffset};
+    let mut builder = Builder::new();
+    let items = vec![0i64; limits::MAX_LIST_LEN];
+    let list = fb::IntList::create(&mut builder, items.as_slice());
+    let union = fb::KernelTypes::create_int_list(&mut builder, list);
+    let value = fb::EValue::create(&mut builder, union);
+    let values: Offset<[Offset<fb::EValue>]> = vec![value; 40].as_slice().prepare(&mut builder);
+    let plan = fb::ExecutionPlan::create(
+        &mut builder,
+        "forward",
+        (),
+        values,
+        (),
+        (),
+        (),
+        (),
+        (),
+        (),
+        (),
+    );
+    let plans: Offset<[Offset<fb::ExecutionPlan>]> = [plan].as_slice().prepare(&mut builder);
+    let program = fb::Program::create(&mut builder, 0u32, plans, (), (), (), (), (), ());
+    let file = finish_builder(&mut builder, program, *b"ET12");
+    assert!(
+        file.len() < 9 << 20,
+        "the file itself is small: {} bytes",
+        file.len()
+    );
+    let started = std::time::Instant::now();
+    let result = Pte::from_bytes(file);
+    assert!(
+        matches!(result, Err(PteError::LimitExceeded { .. })),
+        "{result:?}"
+    );
+    eprintln!("rejected after {:?}", started.elapsed());
+}

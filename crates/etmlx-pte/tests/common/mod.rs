@@ -24,6 +24,15 @@ pub fn finish_with_identifier<T>(
     identifier: [u8; 4],
 ) -> Vec<u8> {
     let mut builder = planus::Builder::new();
+    finish_builder(&mut builder, root, identifier)
+}
+
+/// [`finish_with_identifier`] for a builder that already holds the root's children.
+pub fn finish_builder<T>(
+    builder: &mut planus::Builder,
+    root: impl planus::WriteAsOffset<T>,
+    identifier: [u8; 4],
+) -> Vec<u8> {
     let mut bytes = builder.finish(root, Some(identifier)).to_vec();
     assert_eq!(
         &bytes[0..4],
