@@ -249,13 +249,13 @@ pub fn index_copy(
                 format!("update {upd_shape:?} does not match dst {shape:?} with {} indices on axis {ax}", idx.len()),
             ));
         }
-        if let Some(bad) = idx.iter().find(|&&i| !(-n..n).contains(&i)) {
+        // PyTorch refuses negative indices here too (unlike most indexing ops).
+        if let Some(bad) = idx.iter().find(|&&i| !(0..n).contains(&i)) {
             return Err(ExecError::invalid(
                 OP,
                 format!("index {bad} is out of range for axis {ax} of size {n}"),
             ));
         }
-        let idx: Vec<i64> = idx.iter().map(|&i| if i < 0 { i + n } else { i }).collect();
         let runs = contiguous_runs(&idx);
         let mut acc = base.clone();
         for &(pos, first, len) in &runs {
