@@ -1,27 +1,133 @@
 //! Matrix products: addmm/matmul, quantized matmul, gathered (MoE) matmuls, dequantize.
+//!
+//! Shapes, group sizes, bit widths and modes are checked by MLX itself (its exceptions come back
+//! as `ExecError::Mlx` naming the op), so these functions only resolve operands and forward them.
+
+use mlx::ops::{self, Quantization};
 
 use super::Ctx;
 use crate::error::ExecError;
 use crate::ir::{IntOrVid, Tid};
 
-#[allow(unused_variables)]
-pub fn addmm(cx: &mut Ctx<'_>, mat1: Tid, mat2: Tid, out: Tid, bias: Option<Tid>, alpha: f32, beta: f32) -> Result<(), ExecError> {
-    Err(ExecError::Other("addmm is not implemented yet".into()))
+/// `beta·bias + alpha·(mat1 @ mat2)`; without a bias the reference ignores `alpha` and `beta` and
+/// emits a plain matmul (the builder only sets them together with a bias).
+pub fn addmm(
+    cx: &mut Ctx<'_>,
+    mat1: Tid,
+    mat2: Tid,
+    out: Tid,
+    bias: Option<Tid>,
+    alpha: f32,
+    beta: f32,
+) -> Result<(), ExecError> {
+    let s = cx.s();
+    let (a, b) = (cx.get(mat1)?, cx.get(mat2)?);
+    let r = match cx.get_opt(bias)? {
+        Some(c) => ops::addmm(c, a, b, alpha, beta, s)?,
+        None => ops::matmul(a, b, s)?,
+    };
+    cx.set(out, r)
 }
 
-#[allow(unused_variables, clippy::too_many_arguments)]
-pub fn quantized_matmul(cx: &mut Ctx<'_>, x: Tid, w: Tid, scales: Tid, out: Tid, biases: Option<Tid>, group_size: i32, bits: i32, mode: &str, transpose: bool) -> Result<(), ExecError> {
-    Err(ExecError::Other("quantized_matmul is not implemented yet".into()))
+/// `x @ dequantize(w).T` (`transpose`) or `x @ dequantize(w)`, with `w` packed in MLX's layout.
+#[allow(clippy::too_many_arguments)]
+pub fn quantized_matmul(
+    cx: &mut Ctx<'_>,
+    x: Tid,
+    w: Tid,
+    scales: Tid,
+    out: Tid,
+    biases: Option<Tid>,
+    group_size: i32,
+    bits: i32,
+    mode: &str,
+    transpose: bool,
+) -> Result<(), ExecError> {
+    let quant = Quantization {
+        group_size,
+        bits,
+        mode,
+    };
+    let r = ops::quantized_matmul(
+        cx.get(x)?,
+        cx.get(w)?,
+        cx.get(scales)?,
+        cx.get_opt(biases)?,
+        transpose,
+        &quant,
+        cx.s(),
+    )?;
+    cx.set(out, r)
 }
 
-#[allow(unused_variables, clippy::too_many_arguments)]
-pub fn dequantize(cx: &mut Ctx<'_>, w: Tid, scales: Tid, out: Tid, biases: Option<Tid>, group_size: i32, bits: i32, mode: &str, global_scale: Option<Tid>, dtype: Option<i8>) -> Result<(), ExecError> {
-    Err(ExecError::Other("dequantize is not implemented yet".into()))
+/// Unpacks quantized weights (quantized embeddings: rows are taken first, then dequantized).
+/// Without `dtype`, MLX picks the scales' dtype.
+#[allow(clippy::too_many_arguments)]
+pub fn dequantize(
+    cx: &mut Ctx<'_>,
+    w: Tid,
+    scales: Tid,
+    out: Tid,
+    biases: Option<Tid>,
+    group_size: i32,
+    bits: i32,
+    mode: &str,
+    global_scale: Option<Tid>,
+    dtype: Option<i8>,
+) -> Result<(), ExecError> {
+    let dtype = dtype.map(|d| cx.dtype(d)).transpose()?;
+    let quant = Quantization {
+        group_size,
+        bits,
+        mode,
+    };
+    let r = ops::dequantize(
+        cx.get(w)?,
+        cx.get(scales)?,
+        cx.get_opt(biases)?,
+        &quant,
+        cx.get_opt(global_scale)?,
+        dtype,
+        cx.s(),
+    )?;
+    cx.set(out, r)
 }
 
-#[allow(unused_variables, clippy::too_many_arguments)]
-pub fn gather_mm(cx: &mut Ctx<'_>, a: Tid, b: Tid, out: Tid, lhs_indices: Option<Tid>, rhs_indices: Option<Tid>, sorted_indices: bool, sorted_indices_flag: Option<IntOrVid>) -> Result<(), ExecError> {
-    Err(ExecError::Other("gather_mm is not implemented yet".into()))
+/// The `sorted` promise of the gathered matmuls: a run-time flag (a Vid from the MoE routing,
+/// non-zero = sorted) overrides the static bool when present.
+fn sorted_flag(
+    cx: &Ctx<'_>,
+    sorted_indices: bool,
+    flag: Option<IntOrVid>,
+) -> Result<bool, ExecError> {
+    Ok(match flag {
+        Some(v) => cx.int(v)? != 0,
+        None => sorted_indices,
+    })
+}
+
+/// Matmul with index-selected batches of `a` and `b` (mixture-of-experts).
+#[allow(clippy::too_many_arguments)]
+pub fn gather_mm(
+    cx: &mut Ctx<'_>,
+    a: Tid,
+    b: Tid,
+    out: Tid,
+    lhs_indices: Option<Tid>,
+    rhs_indices: Option<Tid>,
+    sorted_indices: bool,
+    sorted_indices_flag: Option<IntOrVid>,
+) -> Result<(), ExecError> {
+    let sorted = sorted_flag(cx, sorted_indices, sorted_indices_flag)?;
+    let r = ops::gather_mm(
+        cx.get(a)?,
+        cx.get(b)?,
+        cx.get_opt(lhs_indices)?,
+        cx.get_opt(rhs_indices)?,
+        sorted,
+        cx.s(),
+    )?;
+    cx.set(out, r)
 }
 
 /// Operands of `GatherQmm` (too many for a plain argument list).
@@ -41,7 +147,26 @@ pub struct GatherQmmArgs<'a> {
     pub sorted_indices_flag: Option<IntOrVid>,
 }
 
-#[allow(unused_variables)]
+/// Quantized matmul with per-row expert selection: `w` is `[E, out, in_packed]` and
+/// `rhs_indices` picks the expert of each row.
 pub fn gather_qmm(cx: &mut Ctx<'_>, args: GatherQmmArgs<'_>) -> Result<(), ExecError> {
-    Err(ExecError::Other("gather_qmm is not implemented yet".into()))
+    let sorted = sorted_flag(cx, args.sorted_indices, args.sorted_indices_flag)?;
+    let quant = Quantization {
+        group_size: args.group_size,
+        bits: args.bits,
+        mode: args.mode,
+    };
+    let r = ops::gather_qmm(
+        cx.get(args.x)?,
+        cx.get(args.w)?,
+        cx.get(args.scales)?,
+        cx.get_opt(args.biases)?,
+        cx.get_opt(args.lhs_indices)?,
+        cx.get_opt(args.rhs_indices)?,
+        args.transpose,
+        &quant,
+        sorted,
+        cx.s(),
+    )?;
+    cx.set(args.out, r)
 }
