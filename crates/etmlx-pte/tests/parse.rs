@@ -420,3 +420,18 @@ fn scalar_type_numbering_matches_executorch() {
         assert_eq!(ScalarType::try_from(reserved), Err(reserved));
     }
 }
+
+#[test]
+fn loaded_files_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Pte>();
+    assert_send_sync::<Ptd>();
+    assert_send_sync::<SharedBytes>();
+    assert_send_sync::<NamedDataMap>();
+    let pte = std::sync::Arc::new(load_sample());
+    let worker = {
+        let pte = std::sync::Arc::clone(&pte);
+        std::thread::spawn(move || pte.named_data("weight.c").map(<[u8]>::to_vec))
+    };
+    assert_eq!(worker.join().unwrap().as_deref(), Some(NAMED_C));
+}
