@@ -158,7 +158,7 @@ impl FromStr for KvCacheSpec {
         }
         let dtype = match parts.get(4) {
             Some(d) => parse_kv_dtype(d)
-                .ok_or_else(|| bad(&format!("unknown dtype '{d}' (bf16, fp16, fp32)")))?,
+                .ok_or_else(|| bad(&format!("unknown dtype '{d}' (bf16, fp16, fp32, or ScalarType codes 15, 5, 6)")))?,
             None => Dtype::Bfloat16,
         };
         let [capacity, n_layers, n_kv_heads, head_dim] = nums;

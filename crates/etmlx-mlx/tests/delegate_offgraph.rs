@@ -1,0 +1,68 @@
+//! Off-graph KV cache end to end: `UpdateAndAttend` programs run through an installed
+//! `SequenceCache`. Expected values come from the official exporter's fixtures: the op suite's
+//! `update_and_attend_decode` config (eager reference cache) and the tiny Llama exported with
+//! `--use-offgraph-cache` (HF eager logits for a prefill and one decode step).
+
+mod delegate_common;
+
+use delegate_common::*;
+use etmlx_mlx::cache::CacheGeometry;
+use etmlx_mlx::{install_sequence_cache, KvCacheSpec};
+use etmlx_runtime::BackendOptions;
+
+#[test]
+fn suite_update_and_attend_decode_through_the_method_api() {
+    let dir = suite_config("0886_update_and_attend_decode");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let spec: KvCacheSpec = config["kv_cache"].as_str().expect("kv_cache spec").parse().unwrap();
+    let (rtol, atol) = (config["rtol"].as_f64().unwrap() as f32, config["atol"].as_f64().unwrap() as f32);
+    let mut options = BackendOptions::default();
+    let cache = install_sequence_cache(&mut options, &spec).unwrap();
+    let mut method = open(&dir, options).load_method("forward").unwrap();
+    let inputs = read_bin(&dir.join("input.bin"));
+    let want = read_bin(&dir.join("expected_output.bin"));
+    let got = run(&mut method, &inputs);
+    assert_close("update_and_attend_decode", &got[0], &want[0], rtol, atol);
+    {
+        let c = cache.lock().unwrap();
+        assert_eq!((c.layer_len(0), c.layer_len(1)), (Some(1), Some(1)), "both layers committed position 0");
+    }
+    // Feeding position 0 again overwrites it and attends over [0, 1) only: the same result.
+    let again = run(&mut method, &inputs);
+    assert_close("update_and_attend_decode, position 0 again", &again[0], &want[0], rtol, atol);
+    assert_eq!(cache.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn tiny_llama_offgraph_prefill_then_decode_match_hf() {
+    let dir = fixture("tiny_llama_offgraph");
+    let (rtol, atol) = tolerance(&dir);
+    let geometry = CacheGeometry::from_program(&open(&dir, BackendOptions::default())).unwrap();
+    // The fixture's getters: 2 caches of 2 KV heads x 16, flat, chunk 16, context 64.
+    assert_eq!(geometry.kv_heads, vec![2, 2]);
+    assert_eq!(geometry.head_dims, vec![16, 16]);
+    assert_eq!(geometry.windows, vec![0, 0]);
+    assert_eq!((geometry.prefill_chunk_size, geometry.max_ctx_len), (Some(16), Some(64)));
+    let spec = KvCacheSpec::from_geometry(&geometry, None, mlx::Dtype::Float32, None).unwrap();
+
+    let mut options = BackendOptions::default();
+    let cache = install_sequence_cache(&mut options, &spec).unwrap();
+    let program = open(&dir, options);
+    let mut method = program.load_method("forward").unwrap();
+
+    let prefill = run(&mut method, &read_bin(&dir.join("input_prefill.bin")));
+    let want = read_bin(&dir.join("expected_prefill_logits.bin"));
+    assert_close("prefill logits", &prefill[0], &want[0], rtol, atol);
+    assert_eq!(cache.lock().unwrap().len(), 8);
+
+    let decode = run(&mut method, &read_bin(&dir.join("input_decode.bin")));
+    let want = read_bin(&dir.join("expected_decode_logits.bin"));
+    assert_close("decode logits", &decode[0], &want[0], rtol, atol);
+    assert_eq!(cache.lock().unwrap().len(), 9);
+
+    // Undo the decode step and run it again: same logits (the runner's /undo path).
+    cache.lock().unwrap().rewind(1).unwrap();
+    let redo = run(&mut method, &read_bin(&dir.join("input_decode.bin")));
+    assert_close("decode logits after rewind", &redo[0], &want[0], rtol, atol);
+}
