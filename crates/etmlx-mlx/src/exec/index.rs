@@ -287,15 +287,15 @@ pub fn take(
 ) -> Result<(), ExecError> {
     let s = cx.s();
     let scalar = match index {
-        IntOrVidOrTid::Lit(v) => Ok(cx.int(IntOrVid::Lit(v))?),
-        IntOrVidOrTid::Vid(v) => Ok(cx.int(IntOrVid::Vid(v))?),
-        IntOrVidOrTid::Tid(t) => Err(t),
+        IntOrVidOrTid::Lit(v) => Some(cx.int(IntOrVid::Lit(v))?),
+        IntOrVidOrTid::Vid(v) => Some(cx.int(IntOrVid::Vid(v))?),
+        IntOrVidOrTid::Tid(_) => None,
     };
     let a = cx.get(x)?;
     let ax = normalize_axis("Take", axis, a.ndim())?;
     let n = a.shape()[ax];
-    let r = match scalar {
-        Ok(i) => {
+    let r = match (scalar, index) {
+        (Some(i), _) => {
             let i = if i < 0 {
                 i64::from(i) + i64::from(n)
             } else {
@@ -309,9 +309,12 @@ pub fn take(
             }
             ops::take_index(a, i as i32, ax as i32, s)?
         }
-        Err(t) => {
+        (None, IntOrVidOrTid::Tid(t)) => {
             let idx = bounded_indices("Take", cx.get(t)?, n, s)?;
             ops::take(a, &idx, ax as i32, s)?
+        }
+        (None, IntOrVidOrTid::Lit(_) | IntOrVidOrTid::Vid(_)) => {
+            return Err(ExecError::invalid("Take", "unresolved scalar index"));
         }
     };
     cx.set(out, r)
