@@ -157,8 +157,11 @@ impl FromStr for KvCacheSpec {
                 .ok_or_else(|| bad(&format!("'{part}' is not a positive integer")))?;
         }
         let dtype = match parts.get(4) {
-            Some(d) => parse_kv_dtype(d)
-                .ok_or_else(|| bad(&format!("unknown dtype '{d}' (bf16, fp16, fp32, or ScalarType codes 15, 5, 6)")))?,
+            Some(d) => parse_kv_dtype(d).ok_or_else(|| {
+                bad(&format!(
+                    "unknown dtype '{d}' (bf16, fp16, fp32, or ScalarType codes 15, 5, 6)"
+                ))
+            })?,
             None => Dtype::Bfloat16,
         };
         let [capacity, n_layers, n_kv_heads, head_dim] = nums;
@@ -1142,7 +1145,9 @@ mod tests {
         assert_eq!(&shape[..2], &[1, 1]);
         let (t, s) = (shape[2] as usize, shape[3] as usize);
         let bits = mask.to_vec::<bool>().unwrap();
-        (0..t).map(|i| (0..s).map(|j| bits[i * s + j] as u8).collect()).collect()
+        (0..t)
+            .map(|i| (0..s).map(|j| bits[i * s + j] as u8).collect())
+            .collect()
     }
 
     fn step(c: &mut SequenceCache, layer: i64, start: usize, tokens: usize) -> AttendSpec {
@@ -1156,7 +1161,11 @@ mod tests {
         KvCacheSpec {
             capacity: 64,
             dtype: Dtype::Float32,
-            layers: vec![LayerGeometry { n_kv_heads: 1, head_dim: 2, window: 4 }],
+            layers: vec![LayerGeometry {
+                n_kv_heads: 1,
+                head_dim: 2,
+                window: 4,
+            }],
             initial_capacity: DEFAULT_INITIAL_CAPACITY,
             max_write: 3,
         }
@@ -1165,12 +1174,37 @@ mod tests {
     #[test]
     fn spec_strings_as_op_test_runner_receives_them() {
         let s: KvCacheSpec = "16,2,2,8,6".parse().unwrap();
-        assert_eq!((s.capacity, s.layers.len(), s.dtype), (16, 2, Dtype::Float32));
-        assert_eq!(s.layers[1], LayerGeometry { n_kv_heads: 2, head_dim: 8, window: 0 });
-        assert_eq!("16,2,2,8,5".parse::<KvCacheSpec>().unwrap().dtype, Dtype::Float16);
-        assert_eq!("16,2,2,8,bf16".parse::<KvCacheSpec>().unwrap().dtype, Dtype::Bfloat16);
-        assert_eq!("16,2,2,8".parse::<KvCacheSpec>().unwrap().dtype, Dtype::Bfloat16);
-        for bad in ["16,2,2", "0,2,2,8", "16,2,2,8,7", "16,x,2,8", "16,2,2,8,6,1"] {
+        assert_eq!(
+            (s.capacity, s.layers.len(), s.dtype),
+            (16, 2, Dtype::Float32)
+        );
+        assert_eq!(
+            s.layers[1],
+            LayerGeometry {
+                n_kv_heads: 2,
+                head_dim: 8,
+                window: 0
+            }
+        );
+        assert_eq!(
+            "16,2,2,8,5".parse::<KvCacheSpec>().unwrap().dtype,
+            Dtype::Float16
+        );
+        assert_eq!(
+            "16,2,2,8,bf16".parse::<KvCacheSpec>().unwrap().dtype,
+            Dtype::Bfloat16
+        );
+        assert_eq!(
+            "16,2,2,8".parse::<KvCacheSpec>().unwrap().dtype,
+            Dtype::Bfloat16
+        );
+        for bad in [
+            "16,2,2",
+            "0,2,2,8",
+            "16,2,2,8,7",
+            "16,x,2,8",
+            "16,2,2,8,6,1",
+        ] {
             let err = bad.parse::<KvCacheSpec>().unwrap_err();
             assert!(err.to_string().contains(bad), "{bad}: {err}");
         }
@@ -1182,8 +1216,16 @@ mod tests {
         assert_eq!(grown_slots(512, 512, 512, 2048), 512);
         assert_eq!(grown_slots(512, 513, 512, 2048), 1024);
         assert_eq!(grown_slots(1024, 1500, 512, 2048), 2048);
-        assert_eq!(grown_slots(0, 600, 512, 1000), 1000, "512 doubles to 1024, capped at 1000");
-        assert_eq!(grown_slots(0, 3, 512, 16), 16, "starts at min(512, capacity)");
+        assert_eq!(
+            grown_slots(0, 600, 512, 1000),
+            1000,
+            "512 doubles to 1024, capped at 1000"
+        );
+        assert_eq!(
+            grown_slots(0, 3, 512, 16),
+            16,
+            "starts at min(512, capacity)"
+        );
         assert_eq!(grown_slots(4, 5, 4, 16), 8);
         assert_eq!(grown_slots(4, 13, 4, 16), 16);
     }
@@ -1193,22 +1235,85 @@ mod tests {
         let _g = lock();
         let mut c = SequenceCache::new("16,2,2,8,6".parse().unwrap()).unwrap();
         let p = c.plan(0, 0, 3).unwrap();
-        assert_eq!(p.writes, vec![Run { slot: 0, len: 3, offset: 0 }]);
-        assert_eq!(p.reads, vec![Run { slot: 0, len: 3, offset: 0 }]);
+        assert_eq!(
+            p.writes,
+            vec![Run {
+                slot: 0,
+                len: 3,
+                offset: 0
+            }]
+        );
+        assert_eq!(
+            p.reads,
+            vec![Run {
+                slot: 0,
+                len: 3,
+                offset: 0
+            }]
+        );
         assert_eq!((p.read_start, p.read_len, p.mask), (0, 3, MaskPlan::Causal));
-        assert_eq!(c.plan(0, 0, 1).unwrap().mask, MaskPlan::None, "one token needs no mask");
+        assert_eq!(
+            c.plan(0, 0, 1).unwrap().mask,
+            MaskPlan::None,
+            "one token needs no mask"
+        );
         step(&mut c, 0, 0, 3);
-        assert_eq!((c.layer_len(0), c.layer_len(1)), (Some(3), Some(0)), "layers commit separately");
+        assert_eq!(
+            (c.layer_len(0), c.layer_len(1)),
+            (Some(3), Some(0)),
+            "layers commit separately"
+        );
         let p = c.plan(0, 3, 2).unwrap();
-        assert_eq!(p.writes, vec![Run { slot: 3, len: 2, offset: 0 }]);
-        assert_eq!((p.read_start, p.read_len, p.mask), (0, 5, MaskPlan::Causal), "lower-right causal");
+        assert_eq!(
+            p.writes,
+            vec![Run {
+                slot: 3,
+                len: 2,
+                offset: 0
+            }]
+        );
+        assert_eq!(
+            (p.read_start, p.read_len, p.mask),
+            (0, 5, MaskPlan::Causal),
+            "lower-right causal"
+        );
         // Re-processing earlier positions reads only up to the step's end.
         assert_eq!(c.plan(0, 1, 1).unwrap().read_len, 2);
-        assert!(matches!(c.plan(0, 4, 1), Err(CacheError::Gap { layer: 0, start: 4, len: 3 })));
-        assert!(matches!(c.plan(1, 1, 1), Err(CacheError::Gap { layer: 1, start: 1, len: 0 })));
-        assert!(matches!(c.plan(0, 3, 14), Err(CacheError::BeyondCapacity { end: 17, capacity: 16, .. })));
-        assert!(matches!(c.plan(2, 0, 1), Err(CacheError::LayerOutOfRange { layer: 2, n_layers: 2 })));
-        assert!(matches!(c.plan(0, 0, 0), Err(CacheError::EmptyStep { layer: 0 })));
+        assert!(matches!(
+            c.plan(0, 4, 1),
+            Err(CacheError::Gap {
+                layer: 0,
+                start: 4,
+                len: 3
+            })
+        ));
+        assert!(matches!(
+            c.plan(1, 1, 1),
+            Err(CacheError::Gap {
+                layer: 1,
+                start: 1,
+                len: 0
+            })
+        ));
+        assert!(matches!(
+            c.plan(0, 3, 14),
+            Err(CacheError::BeyondCapacity {
+                end: 17,
+                capacity: 16,
+                ..
+            })
+        ));
+        assert!(matches!(
+            c.plan(2, 0, 1),
+            Err(CacheError::LayerOutOfRange {
+                layer: 2,
+                n_layers: 2
+            })
+        ));
+        assert!(matches!(
+            c.plan(0, 0, 0),
+            Err(CacheError::EmptyStep { layer: 0 })
+        ));
     }
 
     #[test]
@@ -1219,7 +1324,11 @@ mod tests {
             ..KvCacheSpec::uniform(16, 1, 2, 3, Dtype::Float32)
         };
         let mut c = SequenceCache::new(spec).unwrap();
-        assert_eq!(c.allocated_slots(0), Some(0), "pools are allocated on first use");
+        assert_eq!(
+            c.allocated_slots(0),
+            Some(0),
+            "pools are allocated on first use"
+        );
         let a = step(&mut c, 0, 0, 3);
         assert_eq!(c.allocated_slots(0), Some(4));
         assert_eq!(positions_of(&a.k), vec![0, 1, 2]);
@@ -1236,8 +1345,22 @@ mod tests {
         assert_eq!(c.allocated_slots(0), Some(16), "8 doubles to 16 = capacity");
         assert_eq!(positions_of(&a.k), (0..16).collect::<Vec<_>>());
         assert!(!c.can_extend(1));
-        let err = c.update_and_fetch(0, 16, &rows(16..17, 2, 3), &rows(16..17, 2, 3), cpu()).err().unwrap();
-        assert!(matches!(err, CacheError::BeyondCapacity { start: 16, end: 17, capacity: 16, .. }), "{err}");
+        let err = c
+            .update_and_fetch(0, 16, &rows(16..17, 2, 3), &rows(16..17, 2, 3), cpu())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                err,
+                CacheError::BeyondCapacity {
+                    start: 16,
+                    end: 17,
+                    capacity: 16,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1246,51 +1369,177 @@ mod tests {
         let mut c = SequenceCache::new(ring_spec()).unwrap();
         // Prefill 0..3: the window (4) covers the span (3), so plain causal.
         let p = c.plan(0, 0, 3).unwrap();
-        assert_eq!((p.writes.clone(), p.mask, p.pool_slots), (vec![Run { slot: 0, len: 3, offset: 0 }], MaskPlan::Causal, 6));
+        assert_eq!(
+            (p.writes.clone(), p.mask, p.pool_slots),
+            (
+                vec![Run {
+                    slot: 0,
+                    len: 3,
+                    offset: 0
+                }],
+                MaskPlan::Causal,
+                6
+            )
+        );
         let a = step(&mut c, 0, 0, 3);
         assert!(matches!(a.mask, Mask::Causal));
         assert_eq!(c.allocated_slots(0), Some(6), "ring allocated whole");
 
         // 3..6: reads positions 0..6 (span 6 > window 4): explicit band.
         let p = c.plan(0, 3, 3).unwrap();
-        assert_eq!(p.writes, vec![Run { slot: 3, len: 3, offset: 0 }]);
-        assert_eq!(p.mask, MaskPlan::Band { query_start: 3, key_start: 0, window: 4 });
+        assert_eq!(
+            p.writes,
+            vec![Run {
+                slot: 3,
+                len: 3,
+                offset: 0
+            }]
+        );
+        assert_eq!(
+            p.mask,
+            MaskPlan::Band {
+                query_start: 3,
+                key_start: 0,
+                window: 4
+            }
+        );
         let a = step(&mut c, 0, 3, 3);
         assert_eq!(positions_of(&a.k), vec![0, 1, 2, 3, 4, 5]);
-        let Mask::Explicit(m) = &a.mask else { panic!("expected an explicit mask") };
+        let Mask::Explicit(m) = &a.mask else {
+            panic!("expected an explicit mask")
+        };
         // query 3 sees 0..=3; query 4 sees 1..=4; query 5 sees 2..=5.
-        assert_eq!(mask_rows(m), vec![vec![1, 1, 1, 1, 0, 0], vec![0, 1, 1, 1, 1, 0], vec![0, 0, 1, 1, 1, 1]]);
+        assert_eq!(
+            mask_rows(m),
+            vec![
+                vec![1, 1, 1, 1, 0, 0],
+                vec![0, 1, 1, 1, 1, 0],
+                vec![0, 0, 1, 1, 1, 1]
+            ]
+        );
 
         // Decode at 6: slot 0; reads 3..7 = slots 3,4,5 then 0; one token, no mask.
         let p = c.plan(0, 6, 1).unwrap();
-        assert_eq!(p.writes, vec![Run { slot: 0, len: 1, offset: 0 }]);
-        assert_eq!(p.reads, vec![Run { slot: 3, len: 3, offset: 0 }, Run { slot: 0, len: 1, offset: 3 }]);
+        assert_eq!(
+            p.writes,
+            vec![Run {
+                slot: 0,
+                len: 1,
+                offset: 0
+            }]
+        );
+        assert_eq!(
+            p.reads,
+            vec![
+                Run {
+                    slot: 3,
+                    len: 3,
+                    offset: 0
+                },
+                Run {
+                    slot: 0,
+                    len: 1,
+                    offset: 3
+                }
+            ]
+        );
         let a = step(&mut c, 0, 6, 1);
         assert!(matches!(a.mask, Mask::None));
         assert_eq!(positions_of(&a.k), vec![3, 4, 5, 6]);
 
         // 7..10 in slots 1,2,3; reads 4..10 = slots 4,5 then 0..4.
         let p = c.plan(0, 7, 3).unwrap();
-        assert_eq!(p.writes, vec![Run { slot: 1, len: 3, offset: 0 }]);
-        assert_eq!(p.reads, vec![Run { slot: 4, len: 2, offset: 0 }, Run { slot: 0, len: 4, offset: 2 }]);
+        assert_eq!(
+            p.writes,
+            vec![Run {
+                slot: 1,
+                len: 3,
+                offset: 0
+            }]
+        );
+        assert_eq!(
+            p.reads,
+            vec![
+                Run {
+                    slot: 4,
+                    len: 2,
+                    offset: 0
+                },
+                Run {
+                    slot: 0,
+                    len: 4,
+                    offset: 2
+                }
+            ]
+        );
         let a = step(&mut c, 0, 7, 3);
         assert_eq!(positions_of(&a.k), vec![4, 5, 6, 7, 8, 9]);
-        let Mask::Explicit(m) = &a.mask else { panic!("expected an explicit mask") };
-        assert_eq!(mask_rows(m), vec![vec![1, 1, 1, 1, 0, 0], vec![0, 1, 1, 1, 1, 0], vec![0, 0, 1, 1, 1, 1]]);
+        let Mask::Explicit(m) = &a.mask else {
+            panic!("expected an explicit mask")
+        };
+        assert_eq!(
+            mask_rows(m),
+            vec![
+                vec![1, 1, 1, 1, 0, 0],
+                vec![0, 1, 1, 1, 1, 0],
+                vec![0, 0, 1, 1, 1, 1]
+            ]
+        );
 
         // 10..13 wraps the write: slots 4,5 then 0; reads 7..13 = slots 1..6 then 0.
         let p = c.plan(0, 10, 3).unwrap();
-        assert_eq!(p.writes, vec![Run { slot: 4, len: 2, offset: 0 }, Run { slot: 0, len: 1, offset: 2 }]);
-        assert_eq!(p.reads, vec![Run { slot: 1, len: 5, offset: 0 }, Run { slot: 0, len: 1, offset: 5 }]);
+        assert_eq!(
+            p.writes,
+            vec![
+                Run {
+                    slot: 4,
+                    len: 2,
+                    offset: 0
+                },
+                Run {
+                    slot: 0,
+                    len: 1,
+                    offset: 2
+                }
+            ]
+        );
+        assert_eq!(
+            p.reads,
+            vec![
+                Run {
+                    slot: 1,
+                    len: 5,
+                    offset: 0
+                },
+                Run {
+                    slot: 0,
+                    len: 1,
+                    offset: 5
+                }
+            ]
+        );
         let a = step(&mut c, 0, 10, 3);
         assert_eq!(positions_of(&a.k), vec![7, 8, 9, 10, 11, 12]);
         assert_eq!(positions_of(&a.v), vec![7, 8, 9, 10, 11, 12]);
 
-        assert!(matches!(c.plan(0, 13, 4), Err(CacheError::WriteTooLong { tokens: 4, max_write: 3, .. })));
+        assert!(matches!(
+            c.plan(0, 13, 4),
+            Err(CacheError::WriteTooLong {
+                tokens: 4,
+                max_write: 3,
+                ..
+            })
+        ));
         // Rewinding to 7 would need positions 4..7 again, but slots 4,5,0 now hold 10,11,12.
         c.rewind(6).unwrap();
         assert_eq!(c.len(), 7);
-        assert!(matches!(c.plan(0, 7, 1), Err(CacheError::Overwritten { layer: 0, position: 4 })));
+        assert!(matches!(
+            c.plan(0, 7, 1),
+            Err(CacheError::Overwritten {
+                layer: 0,
+                position: 4
+            })
+        ));
         // A short rewind within what the ring still holds works: 13 -> 12 after re-filling.
         c.clear();
         for start in [0, 3, 6, 9] {
@@ -1305,12 +1554,25 @@ mod tests {
     fn windowed_layer_wider_than_its_ring_is_stored_flat_but_still_banded() {
         let _g = lock();
         // Window 4 with 16-token steps: 4 + 16 - 1 = 19 slots >= capacity 16, so flat storage.
-        let spec = KvCacheSpec { max_write: 16, capacity: 16, ..ring_spec() };
+        let spec = KvCacheSpec {
+            max_write: 16,
+            capacity: 16,
+            ..ring_spec()
+        };
         let mut c = SequenceCache::new(spec).unwrap();
         let p = c.plan(0, 0, 6).unwrap();
-        assert_eq!(p.mask, MaskPlan::Band { query_start: 0, key_start: 0, window: 4 });
+        assert_eq!(
+            p.mask,
+            MaskPlan::Band {
+                query_start: 0,
+                key_start: 0,
+                window: 4
+            }
+        );
         let a = step(&mut c, 0, 0, 6);
-        let Mask::Explicit(m) = &a.mask else { panic!("expected an explicit mask") };
+        let Mask::Explicit(m) = &a.mask else {
+            panic!("expected an explicit mask")
+        };
         let r = mask_rows(m);
         assert_eq!(r[0], vec![1, 0, 0, 0, 0, 0]);
         assert_eq!(r[5], vec![0, 0, 1, 1, 1, 1]);
@@ -1328,17 +1590,41 @@ mod tests {
         assert_eq!(positions_of(&a.k), vec![0, 1]);
         let s = cpu();
         let bad_heads = rows(0..1, 3, 8);
-        let err = c.update_and_fetch(0, 0, &bad_heads, &bad_heads, s).err().unwrap();
+        let err = c
+            .update_and_fetch(0, 0, &bad_heads, &bad_heads, s)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("[1, 2, T, 8]"), "{err}");
         let bad_dim = rows(0..1, 2, 4);
-        assert!(matches!(c.update_and_fetch(0, 0, &bad_dim, &bad_dim, s), Err(CacheError::BadShape { .. })));
+        assert!(matches!(
+            c.update_and_fetch(0, 0, &bad_dim, &bad_dim, s),
+            Err(CacheError::BadShape { .. })
+        ));
         let (k, v) = (rows(0..2, 2, 8), rows(0..3, 2, 8));
         let err = c.update_and_fetch(0, 0, &k, &v, s).err().unwrap();
         assert!(err.to_string().contains("v has 3 tokens"), "{err}");
         let err = c.update_and_fetch(-1, 0, &k, &k, s).err().unwrap();
-        assert!(matches!(err, CacheError::LayerOutOfRange { layer: -1, n_layers: 2 }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CacheError::LayerOutOfRange {
+                    layer: -1,
+                    n_layers: 2
+                }
+            ),
+            "{err}"
+        );
         let err = c.update_and_fetch(7, 0, &k, &k, s).err().unwrap();
-        assert!(matches!(err, CacheError::LayerOutOfRange { layer: 7, n_layers: 2 }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CacheError::LayerOutOfRange {
+                    layer: 7,
+                    n_layers: 2
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1350,7 +1636,10 @@ mod tests {
         step(&mut c, 0, 0, 5);
         assert_eq!(c.len(), 5);
         assert!(c.can_extend(3) && !c.can_extend(4));
-        assert!(matches!(c.rewind(6), Err(CacheError::RewindTooFar { n: 6, len: 5 })));
+        assert!(matches!(
+            c.rewind(6),
+            Err(CacheError::RewindTooFar { n: 6, len: 5 })
+        ));
         c.rewind(2).unwrap();
         assert_eq!(c.len(), 3);
         // After a rewind the next step starts at the new end and sees only 0..=3.
@@ -1358,24 +1647,46 @@ mod tests {
         assert_eq!(positions_of(&a.k), vec![0, 1, 2, 3]);
         c.clear();
         assert!(c.is_empty());
-        assert_eq!(c.allocated_slots(0), Some(8), "clear keeps the pools for reuse");
+        assert_eq!(
+            c.allocated_slots(0),
+            Some(8),
+            "clear keeps the pools for reuse"
+        );
         assert!(matches!(c.plan(0, 1, 1), Err(CacheError::Gap { .. })));
     }
 
     #[test]
     fn geometry_from_getter_values() {
-        let g = CacheGeometry::from_values(2, &[2, 2], &[16, 16], Some(&[0, 0]), Some(16), Some(64)).unwrap();
+        let g =
+            CacheGeometry::from_values(2, &[2, 2], &[16, 16], Some(&[0, 0]), Some(16), Some(64))
+                .unwrap();
         let spec = KvCacheSpec::from_geometry(&g, None, Dtype::Float32, None).unwrap();
         assert_eq!((spec.capacity, spec.max_write), (64, 16));
-        assert_eq!(spec.layers, vec![LayerGeometry { n_kv_heads: 2, head_dim: 16, window: 0 }; 2]);
+        assert_eq!(
+            spec.layers,
+            vec![
+                LayerGeometry {
+                    n_kv_heads: 2,
+                    head_dim: 16,
+                    window: 0
+                };
+                2
+            ]
+        );
         // A hybrid model: a sliding layer of window 8 becomes a ring of 8 + 16 - 1 slots.
-        let g = CacheGeometry::from_values(2, &[2, 4], &[16, 32], Some(&[8, 0]), Some(16), Some(1024)).unwrap();
+        let g =
+            CacheGeometry::from_values(2, &[2, 4], &[16, 32], Some(&[8, 0]), Some(16), Some(1024))
+                .unwrap();
         let spec = KvCacheSpec::from_geometry(&g, Some(256), Dtype::Bfloat16, None).unwrap();
         assert_eq!(spec.capacity, 256);
         assert_eq!(spec.storage(&spec.layers[0]), Storage::Ring { slots: 23 });
         assert_eq!(spec.storage(&spec.layers[1]), Storage::Flat);
         let spec = KvCacheSpec::from_geometry(&g, None, Dtype::Bfloat16, Some(&[0, 0])).unwrap();
-        assert_eq!(spec.storage(&spec.layers[0]), Storage::Flat, "windows can be overridden");
+        assert_eq!(
+            spec.storage(&spec.layers[0]),
+            Storage::Flat,
+            "windows can be overridden"
+        );
         assert!(CacheGeometry::from_values(2, &[2], &[16, 16], None, None, None).is_err());
         assert!(CacheGeometry::from_values(0, &[], &[], None, None, None).is_err());
         assert!(CacheGeometry::from_values(1, &[-2], &[16], None, None, None).is_err());

@@ -21,7 +21,11 @@ fn mutable_counter_accumulates_across_calls() {
         assert_close(&format!("call {call}"), &got[0], &want[0], rtol, atol);
         // The meta's rule, independently of the file: N * [0, 2, 4, 6].
         let n = call as f32;
-        assert_eq!(f32s(&got[0]), vec![0.0, 2.0 * n, 4.0 * n, 6.0 * n], "call {call}");
+        assert_eq!(
+            f32s(&got[0]),
+            vec![0.0, 2.0 * n, 4.0 * n, 6.0 * n],
+            "call {call}"
+        );
     }
 }
 
@@ -35,6 +39,12 @@ fn each_loaded_method_has_its_own_buffers() {
     run(&mut first, &inputs);
     // A second load starts from zero even though the first has run twice.
     let mut second = program.load_method("forward").unwrap();
-    assert_eq!(f32s(&run(&mut second, &inputs)[0]), vec![0.0, 2.0, 4.0, 6.0]);
-    assert_eq!(f32s(&run(&mut first, &inputs)[0]), vec![0.0, 6.0, 12.0, 18.0]);
+    assert_eq!(
+        f32s(&run(&mut second, &inputs)[0]),
+        vec![0.0, 2.0, 4.0, 6.0]
+    );
+    assert_eq!(
+        f32s(&run(&mut first, &inputs)[0]),
+        vec![0.0, 6.0, 12.0, 18.0]
+    );
 }

@@ -15,8 +15,15 @@ fn suite_update_and_attend_decode_through_the_method_api() {
     let dir = suite_config("0886_update_and_attend_decode");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let spec: KvCacheSpec = config["kv_cache"].as_str().expect("kv_cache spec").parse().unwrap();
-    let (rtol, atol) = (config["rtol"].as_f64().unwrap() as f32, config["atol"].as_f64().unwrap() as f32);
+    let spec: KvCacheSpec = config["kv_cache"]
+        .as_str()
+        .expect("kv_cache spec")
+        .parse()
+        .unwrap();
+    let (rtol, atol) = (
+        config["rtol"].as_f64().unwrap() as f32,
+        config["atol"].as_f64().unwrap() as f32,
+    );
     let mut options = BackendOptions::default();
     let cache = install_sequence_cache(&mut options, &spec).unwrap();
     let mut method = open(&dir, options).load_method("forward").unwrap();
@@ -26,11 +33,21 @@ fn suite_update_and_attend_decode_through_the_method_api() {
     assert_close("update_and_attend_decode", &got[0], &want[0], rtol, atol);
     {
         let c = cache.lock().unwrap();
-        assert_eq!((c.layer_len(0), c.layer_len(1)), (Some(1), Some(1)), "both layers committed position 0");
+        assert_eq!(
+            (c.layer_len(0), c.layer_len(1)),
+            (Some(1), Some(1)),
+            "both layers committed position 0"
+        );
     }
     // Feeding position 0 again overwrites it and attends over [0, 1) only: the same result.
     let again = run(&mut method, &inputs);
-    assert_close("update_and_attend_decode, position 0 again", &again[0], &want[0], rtol, atol);
+    assert_close(
+        "update_and_attend_decode, position 0 again",
+        &again[0],
+        &want[0],
+        rtol,
+        atol,
+    );
     assert_eq!(cache.lock().unwrap().len(), 1);
 }
 
@@ -43,7 +60,10 @@ fn tiny_llama_offgraph_prefill_then_decode_match_hf() {
     assert_eq!(geometry.kv_heads, vec![2, 2]);
     assert_eq!(geometry.head_dims, vec![16, 16]);
     assert_eq!(geometry.windows, vec![0, 0]);
-    assert_eq!((geometry.prefill_chunk_size, geometry.max_ctx_len), (Some(16), Some(64)));
+    assert_eq!(
+        (geometry.prefill_chunk_size, geometry.max_ctx_len),
+        (Some(16), Some(64))
+    );
     let spec = KvCacheSpec::from_geometry(&geometry, None, mlx::Dtype::Float32, None).unwrap();
 
     let mut options = BackendOptions::default();
@@ -65,4 +85,66 @@ fn tiny_llama_offgraph_prefill_then_decode_match_hf() {
     cache.lock().unwrap().rewind(1).unwrap();
     let redo = run(&mut method, &read_bin(&dir.join("input_decode.bin")));
     assert_close("decode logits after rewind", &redo[0], &want[0], rtol, atol);
+}
+
+#[test]
+fn tiny_llama_offgraph_greedy_generation_matches_hf() {
+    use etmlx_runtime::{HostTensor, ScalarType};
+    let dir = fixture("tiny_llama_offgraph");
+    let greedy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("greedy.json")).unwrap()).unwrap();
+    let ids = |key: &str| -> Vec<i64> {
+        greedy[key]
+            .as_array()
+            .expect(key)
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect()
+    };
+    let (prompt, want) = (ids("prompt_ids"), ids("new_token_ids"));
+    let long = |values: &[i64], sizes: Vec<i64>| {
+        HostTensor::new(
+            ScalarType::Long,
+            sizes,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
+        .unwrap()
+    };
+    let spec = KvCacheSpec::from_geometry(
+        &CacheGeometry::from_program(&open(&dir, BackendOptions::default())).unwrap(),
+        None,
+        mlx::Dtype::Float32,
+        None,
+    )
+    .unwrap();
+    let mut options = BackendOptions::default();
+    install_sequence_cache(&mut options, &spec).unwrap();
+    let mut method = open(&dir, options).load_method("forward").unwrap();
+
+    let last_argmax = |logits: &etmlx_runtime::HostTensor| -> i64 {
+        let values = f32s(logits);
+        let vocab = *logits.sizes.last().unwrap() as usize;
+        let row = &values[values.len() - vocab..];
+        (0..vocab)
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .unwrap() as i64
+    };
+    let n = prompt.len() as i64;
+    let positions: Vec<i64> = (0..n).collect();
+    let mut token = last_argmax(
+        &run(
+            &mut method,
+            &[long(&prompt, vec![1, n]), long(&positions, vec![n])],
+        )[0],
+    );
+    let mut got = vec![token];
+    for step in 0..want.len() as i64 - 1 {
+        let logits = run(
+            &mut method,
+            &[long(&[token], vec![1, 1]), long(&[n + step], vec![1])],
+        );
+        token = last_argmax(&logits[0]);
+        got.push(token);
+    }
+    assert_eq!(got, want);
 }

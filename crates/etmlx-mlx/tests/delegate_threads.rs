@@ -32,7 +32,13 @@ fn counters_add_and_mlp_on_several_threads() {
                         let program = open(&dir, BackendOptions::default());
                         let method = program.load_method("forward").unwrap();
                         let tol = tolerance(&dir);
-                        (name, method, read_bin(&dir.join("input.bin")), read_bin(&dir.join("expected_output.bin")), tol)
+                        (
+                            name,
+                            method,
+                            read_bin(&dir.join("input.bin")),
+                            read_bin(&dir.join("expected_output.bin")),
+                            tol,
+                        )
                     })
                     .collect();
                 let mut others = others;
@@ -40,10 +46,20 @@ fn counters_add_and_mlp_on_several_threads() {
                 for call in 1..=CALLS {
                     let got = run(&mut counter, &counter_in);
                     let n = call as f32;
-                    assert_eq!(f32s(&got[0]), vec![0.0, 2.0 * n, 4.0 * n, 6.0 * n], "thread {t} counter call {call}");
+                    assert_eq!(
+                        f32s(&got[0]),
+                        vec![0.0, 2.0 * n, 4.0 * n, 6.0 * n],
+                        "thread {t} counter call {call}"
+                    );
                     for (name, method, input, want, (rtol, atol)) in &mut others {
                         let got = run(method, input);
-                        assert_close(&format!("thread {t} {name} call {call}"), &got[0], &want[0], *rtol, *atol);
+                        assert_close(
+                            &format!("thread {t} {name} call {call}"),
+                            &got[0],
+                            &want[0],
+                            *rtol,
+                            *atol,
+                        );
                     }
                 }
             });
@@ -63,7 +79,11 @@ fn one_program_shared_by_threads_each_loading_its_method() {
                 let mut method = program.load_method("forward").unwrap();
                 for call in 1..=CALLS {
                     let n = call as f32;
-                    assert_eq!(f32s(&run(&mut method, input)[0]), vec![0.0, 2.0 * n, 4.0 * n, 6.0 * n], "thread {t} call {call}");
+                    assert_eq!(
+                        f32s(&run(&mut method, input)[0]),
+                        vec![0.0, 2.0 * n, 4.0 * n, 6.0 * n],
+                        "thread {t} call {call}"
+                    );
                 }
             });
         }
@@ -82,12 +102,18 @@ fn a_method_loaded_on_one_thread_runs_on_another() {
         scope
             .spawn(|| {
                 let mut method = method;
-                assert_eq!(f32s(&run(&mut method, &input)[0]), vec![0.0, 4.0, 8.0, 12.0]);
+                assert_eq!(
+                    f32s(&run(&mut method, &input)[0]),
+                    vec![0.0, 4.0, 8.0, 12.0]
+                );
                 method
             })
             .join()
             .unwrap()
     });
     let mut method = method;
-    assert_eq!(f32s(&run(&mut method, &input)[0]), vec![0.0, 6.0, 12.0, 18.0]);
+    assert_eq!(
+        f32s(&run(&mut method, &input)[0]),
+        vec![0.0, 6.0, 12.0, 18.0]
+    );
 }
