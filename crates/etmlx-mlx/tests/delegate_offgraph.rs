@@ -148,3 +148,67 @@ fn tiny_llama_offgraph_greedy_generation_matches_hf() {
     }
     assert_eq!(got, want);
 }
+
+/// The suite's `update_and_attend` program over six steps with a sliding window of 3 on layer 0
+/// (a ring of 3 + 4 - 1 = 6 slots, wrapped twice) and a flat layer 1, against the official eager
+/// reference cache (`tests/delegate_data/make_ring_steps.py`).
+#[test]
+fn suite_model_with_a_sliding_window_layer_over_steps() {
+    use etmlx_mlx::cache::LayerGeometry;
+    let data =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/delegate_data/ring_steps");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("meta.json")).unwrap()).unwrap();
+    let (rtol, atol) = tolerance(&data);
+    let windows: Vec<usize> = meta["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_u64().unwrap() as usize)
+        .collect();
+    let spec = KvCacheSpec {
+        capacity: meta["capacity"].as_u64().unwrap() as usize,
+        dtype: mlx::Dtype::Float32,
+        layers: windows
+            .iter()
+            .map(|&window| LayerGeometry {
+                n_kv_heads: 2,
+                head_dim: 8,
+                window,
+            })
+            .collect(),
+        initial_capacity: etmlx_mlx::cache::DEFAULT_INITIAL_CAPACITY,
+        max_write: meta["max_write"].as_u64().unwrap() as usize,
+    };
+    let mut options = BackendOptions::default();
+    let cache = install_sequence_cache(&mut options, &spec).unwrap();
+    assert_eq!(windows, vec![3, 0]);
+    let mut method = open(&suite_config("0886_update_and_attend_decode"), options)
+        .load_method("forward")
+        .unwrap();
+    let steps = meta["steps"].as_array().unwrap();
+    for (i, step) in steps.iter().enumerate() {
+        let got = run(
+            &mut method,
+            &read_bin(&data.join(format!("input_step{i}.bin"))),
+        );
+        let want = read_bin(&data.join(format!("expected_step{i}.bin")));
+        assert_close(&format!("step {i} {step}"), &got[0], &want[0], rtol, atol);
+    }
+    let end = steps
+        .last()
+        .map(|s| s[0].as_u64().unwrap() + s[1].as_u64().unwrap())
+        .unwrap() as usize;
+    let c = cache.lock().unwrap();
+    assert_eq!(c.len(), end);
+    assert_eq!(
+        c.allocated_slots(0),
+        Some(6),
+        "the windowed layer is a 6-slot ring"
+    );
+    assert_eq!(
+        c.allocated_slots(1),
+        Some(16),
+        "the flat layer starts at min(512, capacity)"
+    );
+}
