@@ -231,6 +231,33 @@ fn gather_mm_picks_the_expert_of_each_row_with_a_runtime_sorted_flag() {
     assert_eq!(values, vec![210.0, 3.0]);
 }
 
+#[test]
+fn gather_mm_runs_half_precision_operands_and_keeps_their_dtype() {
+    // MLX's CPU kernel alone only takes float32; the executor must still accept bf16 graphs.
+    let mut h = Harness::new();
+    let bf16 = |a: Array| mlx::ops::astype(&a, Dtype::Bfloat16, h.stream).unwrap();
+    let (a, b) = (
+        bf16(Array::from_slice(&[1.0f32, 2.0], &[1, 1, 2]).unwrap()),
+        bf16(Array::from_slice(&[1.0f32, 1.0, 10.0, 100.0], &[2, 2, 1]).unwrap()),
+    );
+    h.put(0, a);
+    h.put(1, b);
+    h.put(3, Array::from_slice(&[1u32, 0], &[2]).unwrap());
+    let op = Op::GatherMm {
+        a: Tid(0),
+        b: Tid(1),
+        out: Tid(4),
+        lhs_indices: None,
+        rhs_indices: Some(Tid(3)),
+        sorted_indices: false,
+        sorted_indices_flag: None,
+    };
+    h.run(op).unwrap();
+    let (shape, dtype, values) = h.read(4);
+    assert_eq!((shape, dtype), (vec![2, 1, 1], Dtype::Bfloat16));
+    assert_eq!(values, vec![210.0, 3.0]);
+}
+
 /// q attends over two keys; v rows are [10, 20] and [30, 40].
 fn put_attention(h: &mut Harness, q_rows: &[f32], dtype: Dtype) {
     let stream = h.stream;

@@ -4,6 +4,7 @@
 //! as `ExecError::Mlx` naming the op), so these functions only resolve operands and forward them.
 
 use mlx::ops::{self, Quantization};
+use mlx::{DeviceType, Dtype};
 
 use super::Ctx;
 use crate::error::ExecError;
@@ -119,14 +120,30 @@ pub fn gather_mm(
     sorted_indices_flag: Option<IntOrVid>,
 ) -> Result<(), ExecError> {
     let sorted = sorted_flag(cx, sorted_indices, sorted_indices_flag)?;
-    let r = ops::gather_mm(
-        cx.get(a)?,
-        cx.get(b)?,
-        cx.get_opt(lhs_indices)?,
-        cx.get_opt(rhs_indices)?,
-        sorted,
-        cx.s(),
-    )?;
+    let s = cx.s();
+    let (lhs, rhs) = (cx.get(a)?, cx.get(b)?);
+    let (lhs_indices, rhs_indices) = (cx.get_opt(lhs_indices)?, cx.get_opt(rhs_indices)?);
+    // MLX's CPU GatherMM kernel only takes float32. For same-dtype half-precision operands the
+    // product is computed in float32 (exact upcast, float32 accumulation as the GPU kernels do)
+    // and rounded back to the dtype MLX would have produced.
+    let dtype = lhs.dtype();
+    let r = if s.device().device_type == DeviceType::Cpu
+        && dtype == rhs.dtype()
+        && matches!(dtype, Dtype::Float16 | Dtype::Bfloat16)
+    {
+        let wide = |x: &mlx::Array| ops::astype(x, Dtype::Float32, s);
+        let product = ops::gather_mm(
+            &wide(lhs)?,
+            &wide(rhs)?,
+            lhs_indices,
+            rhs_indices,
+            sorted,
+            s,
+        )?;
+        ops::astype(&product, dtype, s)?
+    } else {
+        ops::gather_mm(lhs, rhs, lhs_indices, rhs_indices, sorted, s)?
+    };
     cx.set(out, r)
 }
 
