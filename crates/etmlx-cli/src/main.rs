@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use etmlx_cli::{inspect, run};
 use etmlx_runtime::{BackendOptions, OptionValue};
 
+mod chat;
+mod generate;
+
 #[derive(Parser)]
 #[command(name = "etmlx", version, about = "Run ExecuTorch .pte programs with the MLX delegate (Metal, CUDA or CPU)")]
 struct Cli {
@@ -70,6 +73,20 @@ enum Command {
         /// Print outputs and timing as one JSON object.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Generate text from an LLM export: the answer streams to stdout, stats go to stderr.
+    Generate {
+        #[command(flatten)]
+        args: generate::GenerateArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Chat with an LLM export interactively (/reset, /system, /stats, /quit).
+    Chat {
+        #[command(flatten)]
+        args: chat::ChatArgs,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -136,6 +153,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
                 eprintln!("load {load_ms:.1} ms, execute {exec_ms:.1} ms");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate { args, engine } => {
+            generate::run(&args, engine.ptd.as_deref(), engine.backend_options())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Chat { args, engine } => {
+            chat::run(&args, engine.ptd.as_deref(), engine.backend_options())?;
             Ok(ExitCode::SUCCESS)
         }
     }
