@@ -12,7 +12,11 @@ pub enum ExecError {
     #[error("value slot {0} is read before it was written")]
     UninitializedValue(u32),
     #[error("value slot {vid} holds {found}, expected {expected}")]
-    ValueKind { vid: u32, expected: &'static str, found: String },
+    ValueKind {
+        vid: u32,
+        expected: &'static str,
+        found: String,
+    },
     #[error("constant tensor slot {0} can only be written by the init chain")]
     WriteToConstant(u32),
     #[error("ScalarType {0} has no MLX dtype")]
@@ -44,6 +48,9 @@ pub enum ExecError {
 
 impl ExecError {
     pub fn invalid(op: &'static str, message: impl Into<String>) -> Self {
-        ExecError::Invalid { op, message: message.into() }
+        ExecError::Invalid {
+            op,
+            message: message.into(),
+        }
     }
 }

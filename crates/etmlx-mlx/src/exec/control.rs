@@ -9,8 +9,17 @@ use crate::ir::{IntOrVid, Tid};
 /// Chains nest (an If inside a Scan body...); the parser rejects cycles, and this bounds depth.
 pub const MAX_CHAIN_DEPTH: usize = 64;
 
-pub fn exec_if(cx: &mut Ctx<'_>, cond: IntOrVid, then_chain: usize, else_chain: usize) -> Result<(), ExecError> {
-    let chain = if cx.int(cond)? != 0 { then_chain } else { else_chain };
+pub fn exec_if(
+    cx: &mut Ctx<'_>,
+    cond: IntOrVid,
+    then_chain: usize,
+    else_chain: usize,
+) -> Result<(), ExecError> {
+    let chain = if cx.int(cond)? != 0 {
+        then_chain
+    } else {
+        else_chain
+    };
     run_chain(cx, chain)
 }
 
@@ -28,17 +37,33 @@ pub fn exec_scan(
     if originals.len() != sliced.len() {
         return Err(ExecError::invalid(
             "Scan",
-            format!("{} originals but {} sliced slots", originals.len(), sliced.len()),
+            format!(
+                "{} originals but {} sliced slots",
+                originals.len(),
+                sliced.len()
+            ),
         ));
     }
-    let first = originals.first().ok_or_else(|| ExecError::invalid("Scan", "no originals to scan over"))?;
+    let first = originals
+        .first()
+        .ok_or_else(|| ExecError::invalid("Scan", "no originals to scan over"))?;
     let shape = cx.get(*first)?.shape();
     let rank = shape.len() as i32;
-    let axis = if scan_axis < 0 { scan_axis + rank } else { scan_axis };
+    let axis = if scan_axis < 0 {
+        scan_axis + rank
+    } else {
+        scan_axis
+    };
     let steps = *shape
         .get(usize::try_from(axis).unwrap_or(usize::MAX))
-        .ok_or_else(|| ExecError::invalid("Scan", format!("scan axis {scan_axis} out of range for rank {rank}")))?;
-    let mut collected: Vec<Vec<mlx::Array>> = vec![Vec::with_capacity(steps as usize); outputs.len()];
+        .ok_or_else(|| {
+            ExecError::invalid(
+                "Scan",
+                format!("scan axis {scan_axis} out of range for rank {rank}"),
+            )
+        })?;
+    let mut collected: Vec<Vec<mlx::Array>> =
+        vec![Vec::with_capacity(steps as usize); outputs.len()];
     for t in 0..steps {
         for (&orig, &slot) in originals.iter().zip(sliced) {
             let index = mlx::Array::scalar_i32(t)?;

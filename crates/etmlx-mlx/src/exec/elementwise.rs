@@ -27,7 +27,12 @@ pub fn round(cx: &mut Ctx<'_>, x: Tid, out: Tid, decimals: i32) -> Result<(), Ex
 pub fn silu(cx: &mut Ctx<'_>, x: Tid, out: Tid) -> Result<(), ExecError> {
     let s = cx.s();
     let a = cx.get(x)?;
-    let r = ops::binary(BinaryOp::Multiply, a, &ops::unary(UnaryOp::Sigmoid, a, s)?, s)?;
+    let r = ops::binary(
+        BinaryOp::Multiply,
+        a,
+        &ops::unary(UnaryOp::Sigmoid, a, s)?,
+        s,
+    )?;
     cx.set(out, r)
 }
 
@@ -85,7 +90,13 @@ pub fn where_(cx: &mut Ctx<'_>, cond: Tid, x: Tid, y: Tid, out: Tid) -> Result<(
     cx.set(out, r)
 }
 
-pub fn clip(cx: &mut Ctx<'_>, x: Tid, out: Tid, lo: Option<Tid>, hi: Option<Tid>) -> Result<(), ExecError> {
+pub fn clip(
+    cx: &mut Ctx<'_>,
+    x: Tid,
+    out: Tid,
+    lo: Option<Tid>,
+    hi: Option<Tid>,
+) -> Result<(), ExecError> {
     let r = ops::clip(cx.get(x)?, cx.get_opt(lo)?, cx.get_opt(hi)?, cx.s())?;
     cx.set(out, r)
 }

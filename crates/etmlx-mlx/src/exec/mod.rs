@@ -31,7 +31,12 @@ pub fn run_chain(cx: &mut Ctx<'_>, chain: usize) -> Result<(), ExecError> {
         dispatch(cx, op).map_err(|e| match e {
             // Keep the innermost location when chains nest (If/Scan bodies).
             e @ ExecError::InOp { .. } => e,
-            e => ExecError::InOp { op: op.name(), chain, index, source: Box::new(e) },
+            e => ExecError::InOp {
+                op: op.name(),
+                chain,
+                index,
+                source: Box::new(e),
+            },
         })?;
     }
     Ok(())
@@ -54,16 +59,25 @@ pub fn dispatch(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
         Op::AddInt { a, b, out } => scalar::int_op(cx, scalar::IntOp::Add, *a, *b, *out),
         Op::SubtractInt { a, b, out } => scalar::int_op(cx, scalar::IntOp::Subtract, *a, *b, *out),
         Op::MultiplyInt { a, b, out } => scalar::int_op(cx, scalar::IntOp::Multiply, *a, *b, *out),
-        Op::FloorDivideInt { a, b, out } => scalar::int_op(cx, scalar::IntOp::FloorDivide, *a, *b, *out),
+        Op::FloorDivideInt { a, b, out } => {
+            scalar::int_op(cx, scalar::IntOp::FloorDivide, *a, *b, *out)
+        }
         Op::ModInt { a, b, out } => scalar::int_op(cx, scalar::IntOp::Mod, *a, *b, *out),
 
         // ---- control flow
-        Op::If { cond, then_chain_idx, else_chain_idx } => {
-            control::exec_if(cx, *cond, then_chain_idx.0, else_chain_idx.0)
-        }
-        Op::Scan { originals, sliced, outputs, carry: _, body_chain_idx, scan_axis } => {
-            control::exec_scan(cx, originals, sliced, outputs, body_chain_idx.0, *scan_axis)
-        }
+        Op::If {
+            cond,
+            then_chain_idx,
+            else_chain_idx,
+        } => control::exec_if(cx, *cond, then_chain_idx.0, else_chain_idx.0),
+        Op::Scan {
+            originals,
+            sliced,
+            outputs,
+            carry: _,
+            body_chain_idx,
+            scan_axis,
+        } => control::exec_scan(cx, originals, sliced, outputs, body_chain_idx.0, *scan_axis),
 
         // ---- unary elementwise
         Op::Abs { x, out } => unary(cx, UnaryOp::Abs, *x, *out),
@@ -100,7 +114,11 @@ pub fn dispatch(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
         Op::BitwiseInvert { x, out } => unary(cx, UnaryOp::BitwiseInvert, *x, *out),
         Op::Round { x, out, decimals } => elementwise::round(cx, *x, *out, *decimals),
         Op::Silu { x, out } => elementwise::silu(cx, *x, *out),
-        Op::Gelu { x, out, approximate } => elementwise::gelu(cx, *x, *out, approximate),
+        Op::Gelu {
+            x,
+            out,
+            approximate,
+        } => elementwise::gelu(cx, *x, *out, approximate),
 
         // ---- binary elementwise
         Op::Add { a, b, out } => binary(cx, BinaryOp::Add, *a, *b, *out),
@@ -125,38 +143,124 @@ pub fn dispatch(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
         Op::BitwiseOr { a, b, out } => binary(cx, BinaryOp::BitwiseOr, *a, *b, *out),
         Op::BitwiseXor { a, b, out } => binary(cx, BinaryOp::BitwiseXor, *a, *b, *out),
         Op::FloorDivide { a, b, out } => elementwise::floor_divide(cx, *a, *b, *out),
-        Op::Where { condition, x, y, out } => elementwise::where_(cx, *condition, *x, *y, *out),
-        Op::Clip { x, out, a_min, a_max } => elementwise::clip(cx, *x, *out, *a_min, *a_max),
-        Op::AsType { x, out, scalar_type } => elementwise::astype(cx, *x, *out, *scalar_type),
+        Op::Where {
+            condition,
+            x,
+            y,
+            out,
+        } => elementwise::where_(cx, *condition, *x, *y, *out),
+        Op::Clip {
+            x,
+            out,
+            a_min,
+            a_max,
+        } => elementwise::clip(cx, *x, *out, *a_min, *a_max),
+        Op::AsType {
+            x,
+            out,
+            scalar_type,
+        } => elementwise::astype(cx, *x, *out, *scalar_type),
 
         // ---- reductions and scans along axes
-        Op::Sum { x, out, axes, keepdims } => reduce(cx, ReduceOp::Sum, *x, *out, axes, *keepdims),
-        Op::Mean { x, out, axes, keepdims } => reduce(cx, ReduceOp::Mean, *x, *out, axes, *keepdims),
-        Op::Prod { x, out, axes, keepdims } => reduce(cx, ReduceOp::Prod, *x, *out, axes, *keepdims),
-        Op::Max { x, out, axes, keepdims } => reduce(cx, ReduceOp::Max, *x, *out, axes, *keepdims),
-        Op::Min { x, out, axes, keepdims } => reduce(cx, ReduceOp::Min, *x, *out, axes, *keepdims),
-        Op::Any { x, out, axes, keepdims } => reduce(cx, ReduceOp::Any, *x, *out, axes, *keepdims),
-        Op::All { x, out, axes, keepdims } => reduce(cx, ReduceOp::All, *x, *out, axes, *keepdims),
-        Op::Median { x, out, axes, keepdims } => {
-            reduce(cx, ReduceOp::Median, *x, *out, axes, *keepdims)
-        }
-        Op::Var { x, out, axes, keepdims, ddof } => {
-            reduce(cx, ReduceOp::Var { ddof: *ddof }, *x, *out, axes, *keepdims)
-        }
-        Op::Std { x, out, axes, keepdims, ddof } => {
-            reduce(cx, ReduceOp::Std { ddof: *ddof }, *x, *out, axes, *keepdims)
-        }
-        Op::LogSumExp { x, out, axes, keepdims } => reduce::logsumexp(cx, *x, *out, axes, *keepdims),
-        Op::Argmax { x, out, axis, keepdims } => reduce::arg_reduce(cx, true, *x, *out, *axis, *keepdims),
-        Op::Argmin { x, out, axis, keepdims } => reduce::arg_reduce(cx, false, *x, *out, *axis, *keepdims),
-        Op::Cumsum { x, out, axis, reverse, inclusive } => {
-            reduce::cumsum(cx, *x, *out, *axis, *reverse, *inclusive)
-        }
-        Op::Softmax { x, out, axis, precise } => reduce::softmax(cx, *x, *out, *axis, *precise),
+        Op::Sum {
+            x,
+            out,
+            axes,
+            keepdims,
+        } => reduce(cx, ReduceOp::Sum, *x, *out, axes, *keepdims),
+        Op::Mean {
+            x,
+            out,
+            axes,
+            keepdims,
+        } => reduce(cx, ReduceOp::Mean, *x, *out, axes, *keepdims),
+        Op::Prod {
+            x,
+            out,
+            axes,
+            keepdims,
+        } => reduce(cx, ReduceOp::Prod, *x, *out, axes, *keepdims),
+        Op::Max {
+            x,
+            out,
+            axes,
+            keepdims,
+        } => reduce(cx, ReduceOp::Max, *x, *out, axes, *keepdims),
+        Op::Min {
+            x,
+            out,
+            axes,
+            keepdims,
+        } => reduce(cx, ReduceOp::Min, *x, *out, axes, *keepdims),
+        Op::Any {
+            x,
+            out,
+            axes,
+            keepdims,
+        } => reduce(cx, ReduceOp::Any, *x, *out, axes, *keepdims),
+        Op::All {
+            x,
+            out,
+            axes,
+            keepdims,
+        } => reduce(cx, ReduceOp::All, *x, *out, axes, *keepdims),
+        Op::Median {
+            x,
+            out,
+            axes,
+            keepdims,
+        } => reduce(cx, ReduceOp::Median, *x, *out, axes, *keepdims),
+        Op::Var {
+            x,
+            out,
+            axes,
+            keepdims,
+            ddof,
+        } => reduce(cx, ReduceOp::Var { ddof: *ddof }, *x, *out, axes, *keepdims),
+        Op::Std {
+            x,
+            out,
+            axes,
+            keepdims,
+            ddof,
+        } => reduce(cx, ReduceOp::Std { ddof: *ddof }, *x, *out, axes, *keepdims),
+        Op::LogSumExp {
+            x,
+            out,
+            axes,
+            keepdims,
+        } => reduce::logsumexp(cx, *x, *out, axes, *keepdims),
+        Op::Argmax {
+            x,
+            out,
+            axis,
+            keepdims,
+        } => reduce::arg_reduce(cx, true, *x, *out, *axis, *keepdims),
+        Op::Argmin {
+            x,
+            out,
+            axis,
+            keepdims,
+        } => reduce::arg_reduce(cx, false, *x, *out, *axis, *keepdims),
+        Op::Cumsum {
+            x,
+            out,
+            axis,
+            reverse,
+            inclusive,
+        } => reduce::cumsum(cx, *x, *out, *axis, *reverse, *inclusive),
+        Op::Softmax {
+            x,
+            out,
+            axis,
+            precise,
+        } => reduce::softmax(cx, *x, *out, *axis, *precise),
         Op::Sort { x, out, axis } => reduce::sort(cx, *x, *out, *axis, false),
         Op::Argsort { x, out, axis } => reduce::sort(cx, *x, *out, *axis, true),
         Op::Partition { x, out, kth, axis } => reduce::partition(cx, *x, *out, *kth, *axis, false),
-        Op::ArgPartition { x, out, kth, axis } => reduce::partition(cx, *x, *out, *kth, *axis, true),
+        Op::ArgPartition { x, out, kth, axis } => {
+            reduce::partition(cx, *x, *out, *kth, *axis, true)
+        }
 
         // ---- shapes and creation
         Op::Reshape { x, out, shape } => shape::reshape(cx, *x, *out, shape),
@@ -165,62 +269,194 @@ pub fn dispatch(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
         Op::Squeeze { x, out, dims } => shape::squeeze(cx, *x, *out, dims),
         Op::BroadcastTo { x, out, shape } => shape::broadcast_to(cx, *x, *out, shape),
         Op::Tile { x, out, reps } => shape::tile(cx, *x, *out, reps),
-        Op::Repeat { x, out, repeats, axis } => shape::repeat(cx, *x, *out, *repeats, *axis),
+        Op::Repeat {
+            x,
+            out,
+            repeats,
+            axis,
+        } => shape::repeat(cx, *x, *out, *repeats, *axis),
         Op::Concatenate { tensors, out, axis } => shape::concatenate(cx, tensors, *out, *axis),
         Op::Stack { tensors, out, axis } => shape::stack(cx, tensors, *out, *axis),
-        Op::Split { x, outs, sizes, axis } => shape::split(cx, *x, outs, sizes, *axis),
-        Op::Pad { x, out, pad_width, mode, constant_value } => {
-            shape::pad(cx, *x, *out, pad_width, mode, *constant_value)
-        }
-        Op::Roll { x, out, shift, axes } => shape::roll(cx, *x, *out, shift, axes),
+        Op::Split {
+            x,
+            outs,
+            sizes,
+            axis,
+        } => shape::split(cx, *x, outs, sizes, *axis),
+        Op::Pad {
+            x,
+            out,
+            pad_width,
+            mode,
+            constant_value,
+        } => shape::pad(cx, *x, *out, pad_width, mode, *constant_value),
+        Op::Roll {
+            x,
+            out,
+            shift,
+            axes,
+        } => shape::roll(cx, *x, *out, shift, axes),
         Op::Flip { x, out, axes } => shape::flip(cx, *x, *out, axes),
         Op::Contiguous { x, out } => shape::contiguous(cx, *x, *out),
-        Op::AsStrided { x, out, shape, strides, offset } => {
-            shape::as_strided(cx, *x, *out, shape, strides, *offset)
-        }
+        Op::AsStrided {
+            x,
+            out,
+            shape,
+            strides,
+            offset,
+        } => shape::as_strided(cx, *x, *out, shape, strides, *offset),
         Op::Tril { x, out, k } => shape::tril_triu(cx, *x, *out, *k, true),
         Op::Triu { x, out, k } => shape::tril_triu(cx, *x, *out, *k, false),
-        Op::Tri { out, n, m, k, scalar_type } => shape::tri(cx, *out, *n, *m, *k, *scalar_type),
-        Op::Full { out, shape, v, scalar_type } => shape::full(cx, *out, shape, *v, *scalar_type),
-        Op::FullLike { x, out, v, scalar_type } => shape::full_like(cx, *x, *out, *v, *scalar_type),
-        Op::ARange { out, start, stop, step, scalar_type } => {
-            shape::arange(cx, *out, *start, *stop, *step, *scalar_type)
-        }
+        Op::Tri {
+            out,
+            n,
+            m,
+            k,
+            scalar_type,
+        } => shape::tri(cx, *out, *n, *m, *k, *scalar_type),
+        Op::Full {
+            out,
+            shape,
+            v,
+            scalar_type,
+        } => shape::full(cx, *out, shape, *v, *scalar_type),
+        Op::FullLike {
+            x,
+            out,
+            v,
+            scalar_type,
+        } => shape::full_like(cx, *x, *out, *v, *scalar_type),
+        Op::ARange {
+            out,
+            start,
+            stop,
+            step,
+            scalar_type,
+        } => shape::arange(cx, *out, *start, *stop, *step, *scalar_type),
 
         // ---- indexing
-        Op::Slice { x, out, axis, start, stop, step } => {
-            index::slice(cx, *x, *out, *axis, *start, *stop, *step)
-        }
-        Op::SliceUpdate { dst, update, out, axis, start, stop, step } => {
-            index::slice_update(cx, *dst, *update, *out, *axis, *start, *stop, *step)
-        }
-        Op::IndexCopy { dst, update, indices, out, axis } => {
-            index::index_copy(cx, *dst, *update, *indices, *out, *axis)
-        }
-        Op::Take { x, out, index, axis } => index::take(cx, *x, *out, *index, *axis),
-        Op::TakeAlongAxis { x, indices, out, axis } => {
-            index::take_along_axis(cx, *x, *indices, *out, *axis)
-        }
-        Op::Gather { x, indices, out, axes, slice_sizes } => {
-            index::gather(cx, *x, indices, *out, axes, slice_sizes)
-        }
-        Op::ScatterAdd { x, indices, updates, out, axis } => {
-            index::scatter_add(cx, *x, *indices, *updates, *out, *axis)
-        }
+        Op::Slice {
+            x,
+            out,
+            axis,
+            start,
+            stop,
+            step,
+        } => index::slice(cx, *x, *out, *axis, *start, *stop, *step),
+        Op::SliceUpdate {
+            dst,
+            update,
+            out,
+            axis,
+            start,
+            stop,
+            step,
+        } => index::slice_update(cx, *dst, *update, *out, *axis, *start, *stop, *step),
+        Op::IndexCopy {
+            dst,
+            update,
+            indices,
+            out,
+            axis,
+        } => index::index_copy(cx, *dst, *update, *indices, *out, *axis),
+        Op::Take {
+            x,
+            out,
+            index,
+            axis,
+        } => index::take(cx, *x, *out, *index, *axis),
+        Op::TakeAlongAxis {
+            x,
+            indices,
+            out,
+            axis,
+        } => index::take_along_axis(cx, *x, *indices, *out, *axis),
+        Op::Gather {
+            x,
+            indices,
+            out,
+            axes,
+            slice_sizes,
+        } => index::gather(cx, *x, indices, *out, axes, slice_sizes),
+        Op::ScatterAdd {
+            x,
+            indices,
+            updates,
+            out,
+            axis,
+        } => index::scatter_add(cx, *x, *indices, *updates, *out, *axis),
 
         // ---- matrix products and quantization
-        Op::Addmm { mat1, mat2, out, bias, alpha, beta } => {
-            linalg::addmm(cx, *mat1, *mat2, *out, *bias, *alpha, *beta)
-        }
-        Op::QuantizedMatmul { x, w, scales, out, biases, group_size, bits, mode, transpose } => {
-            linalg::quantized_matmul(cx, *x, *w, *scales, *out, *biases, *group_size, *bits, mode, *transpose)
-        }
-        Op::Dequantize { w, scales, out, biases, group_size, bits, mode, global_scale, dtype } => {
-            linalg::dequantize(cx, *w, *scales, *out, *biases, *group_size, *bits, mode, *global_scale, *dtype)
-        }
-        Op::GatherMm { a, b, out, lhs_indices, rhs_indices, sorted_indices, sorted_indices_flag } => {
-            linalg::gather_mm(cx, *a, *b, *out, *lhs_indices, *rhs_indices, *sorted_indices, *sorted_indices_flag)
-        }
+        Op::Addmm {
+            mat1,
+            mat2,
+            out,
+            bias,
+            alpha,
+            beta,
+        } => linalg::addmm(cx, *mat1, *mat2, *out, *bias, *alpha, *beta),
+        Op::QuantizedMatmul {
+            x,
+            w,
+            scales,
+            out,
+            biases,
+            group_size,
+            bits,
+            mode,
+            transpose,
+        } => linalg::quantized_matmul(
+            cx,
+            *x,
+            *w,
+            *scales,
+            *out,
+            *biases,
+            *group_size,
+            *bits,
+            mode,
+            *transpose,
+        ),
+        Op::Dequantize {
+            w,
+            scales,
+            out,
+            biases,
+            group_size,
+            bits,
+            mode,
+            global_scale,
+            dtype,
+        } => linalg::dequantize(
+            cx,
+            *w,
+            *scales,
+            *out,
+            *biases,
+            *group_size,
+            *bits,
+            mode,
+            *global_scale,
+            *dtype,
+        ),
+        Op::GatherMm {
+            a,
+            b,
+            out,
+            lhs_indices,
+            rhs_indices,
+            sorted_indices,
+            sorted_indices_flag,
+        } => linalg::gather_mm(
+            cx,
+            *a,
+            *b,
+            *out,
+            *lhs_indices,
+            *rhs_indices,
+            *sorted_indices,
+            *sorted_indices_flag,
+        ),
         Op::GatherQmm {
             x,
             w,
@@ -255,40 +491,100 @@ pub fn dispatch(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
         ),
 
         // ---- neural-network building blocks
-        Op::RMSNorm { x, weight, out, eps } => nn::rms_norm(cx, *x, *weight, *out, *eps),
-        Op::LayerNorm { x, out, weight, bias, eps } => nn::layer_norm(cx, *x, *out, *weight, *bias, *eps),
-        Op::Rope { x, out, dims, offset, freqs, traditional, base, scale } => {
-            nn::rope(cx, *x, *out, *dims, *offset, *freqs, *traditional, *base, *scale)
-        }
-        Op::Sdpa { q, k, v, out, scale, mask, causal } => {
-            nn::sdpa(cx, *q, *k, *v, *out, *scale, *mask, *causal)
-        }
-        Op::UpdateAndAttend { q, k, v, position, out, layer_id, scale, out_dtype } => {
-            nn::update_and_attend(cx, *q, *k, *v, *position, *out, *layer_id, *scale, *out_dtype)
-        }
-        Op::Conv1D { x, w, out, stride, padding, dilation, groups } => nn::conv(
+        Op::RMSNorm {
+            x,
+            weight,
+            out,
+            eps,
+        } => nn::rms_norm(cx, *x, *weight, *out, *eps),
+        Op::LayerNorm {
+            x,
+            out,
+            weight,
+            bias,
+            eps,
+        } => nn::layer_norm(cx, *x, *out, *weight, *bias, *eps),
+        Op::Rope {
+            x,
+            out,
+            dims,
+            offset,
+            freqs,
+            traditional,
+            base,
+            scale,
+        } => nn::rope(
+            cx,
+            *x,
+            *out,
+            *dims,
+            *offset,
+            *freqs,
+            *traditional,
+            *base,
+            *scale,
+        ),
+        Op::Sdpa {
+            q,
+            k,
+            v,
+            out,
+            scale,
+            mask,
+            causal,
+        } => nn::sdpa(cx, *q, *k, *v, *out, *scale, *mask, *causal),
+        Op::UpdateAndAttend {
+            q,
+            k,
+            v,
+            position,
+            out,
+            layer_id,
+            scale,
+            out_dtype,
+        } => nn::update_and_attend(
+            cx, *q, *k, *v, *position, *out, *layer_id, *scale, *out_dtype,
+        ),
+        Op::Conv1D {
+            x,
+            w,
+            out,
+            stride,
+            padding,
+            dilation,
+            groups,
+        } => nn::conv(
             cx,
             *x,
             *w,
             *out,
             nn::ConvParams::new(&[*stride], &[*padding], &[*dilation], &[0], *groups, false),
         ),
-        Op::Conv2D { x, w, out, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups } => {
-            nn::conv(
-                cx,
-                *x,
-                *w,
-                *out,
-                nn::ConvParams::new(
-                    &[*stride_h, *stride_w],
-                    &[*padding_h, *padding_w],
-                    &[*dilation_h, *dilation_w],
-                    &[0, 0],
-                    *groups,
-                    false,
-                ),
-            )
-        }
+        Op::Conv2D {
+            x,
+            w,
+            out,
+            stride_h,
+            stride_w,
+            padding_h,
+            padding_w,
+            dilation_h,
+            dilation_w,
+            groups,
+        } => nn::conv(
+            cx,
+            *x,
+            *w,
+            *out,
+            nn::ConvParams::new(
+                &[*stride_h, *stride_w],
+                &[*padding_h, *padding_w],
+                &[*dilation_h, *dilation_w],
+                &[0, 0],
+                *groups,
+                false,
+            ),
+        ),
         Op::Conv3D {
             x,
             w,
@@ -317,12 +613,28 @@ pub fn dispatch(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
                 false,
             ),
         ),
-        Op::ConvTranspose1D { x, w, out, stride, padding, dilation, output_padding, groups } => nn::conv(
+        Op::ConvTranspose1D {
+            x,
+            w,
+            out,
+            stride,
+            padding,
+            dilation,
+            output_padding,
+            groups,
+        } => nn::conv(
             cx,
             *x,
             *w,
             *out,
-            nn::ConvParams::new(&[*stride], &[*padding], &[*dilation], &[*output_padding], *groups, true),
+            nn::ConvParams::new(
+                &[*stride],
+                &[*padding],
+                &[*dilation],
+                &[*output_padding],
+                *groups,
+                true,
+            ),
         ),
         Op::ConvTranspose2D {
             x,
@@ -384,7 +696,12 @@ pub fn dispatch(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
         ),
 
         // ---- randomness and custom kernels
-        Op::RandomBits { out, shape, seed, width } => nn::random_bits(cx, *out, shape, *seed, *width),
+        Op::RandomBits {
+            out,
+            shape,
+            seed,
+            width,
+        } => nn::random_bits(cx, *out, shape, *seed, *width),
         Op::MetalKernel { name, .. } => nn::metal_kernel(cx, op, name),
     }
 }

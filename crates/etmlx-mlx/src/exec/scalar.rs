@@ -16,7 +16,13 @@ pub enum IntOp {
     Mod,
 }
 
-pub fn int_op(cx: &mut Ctx<'_>, op: IntOp, a: IntOrVid, b: IntOrVid, out: Vid) -> Result<(), ExecError> {
+pub fn int_op(
+    cx: &mut Ctx<'_>,
+    op: IntOp,
+    a: IntOrVid,
+    b: IntOrVid,
+    out: Vid,
+) -> Result<(), ExecError> {
     let (x, y) = (cx.int(a)? as i64, cx.int(b)? as i64);
     let name = match op {
         IntOp::Add => "AddInt",
@@ -26,7 +32,10 @@ pub fn int_op(cx: &mut Ctx<'_>, op: IntOp, a: IntOrVid, b: IntOrVid, out: Vid) -
         IntOp::Mod => "ModInt",
     };
     if y == 0 && matches!(op, IntOp::FloorDivide | IntOp::Mod) {
-        return Err(ExecError::invalid(name, format!("division by zero ({x} by 0)")));
+        return Err(ExecError::invalid(
+            name,
+            format!("division by zero ({x} by 0)"),
+        ));
     }
     let r = match op {
         IntOp::Add => x + y,
@@ -35,7 +44,11 @@ pub fn int_op(cx: &mut Ctx<'_>, op: IntOp, a: IntOrVid, b: IntOrVid, out: Vid) -
         IntOp::FloorDivide => x.div_euclid(y) - if y < 0 && x.rem_euclid(y) != 0 { 1 } else { 0 },
         IntOp::Mod => {
             let r = x % y;
-            if r != 0 && ((r < 0) != (y < 0)) { r + y } else { r }
+            if r != 0 && ((r < 0) != (y < 0)) {
+                r + y
+            } else {
+                r
+            }
         }
     };
     let r = i32::try_from(r)
@@ -49,8 +62,13 @@ pub fn sym_size(cx: &mut Ctx<'_>, a: Tid, dim: i32, out: Vid) -> Result<(), Exec
     let rank = shape.len() as i32;
     let d = if dim < 0 { dim + rank } else { dim };
     let size = *shape
-        .get(usize::try_from(d).map_err(|_| ExecError::invalid("SymSize", format!("dim {dim} for rank {rank}")))?)
-        .ok_or_else(|| ExecError::invalid("SymSize", format!("dim {dim} out of range for rank {rank}")))?;
+        .get(
+            usize::try_from(d)
+                .map_err(|_| ExecError::invalid("SymSize", format!("dim {dim} for rank {rank}")))?,
+        )
+        .ok_or_else(|| {
+            ExecError::invalid("SymSize", format!("dim {dim} out of range for rank {rank}"))
+        })?;
     cx.set_value(out, Value::Int(size))
 }
 
@@ -61,7 +79,8 @@ pub fn item_int(cx: &mut Ctx<'_>, x: Tid, out: Vid) -> Result<(), ExecError> {
         return Err(ExecError::invalid("ItemInt", "tensor is empty"));
     }
     let v = a.item_i64()?;
-    let v = i32::try_from(v).map_err(|_| ExecError::invalid("ItemInt", format!("value {v} does not fit int32")))?;
+    let v = i32::try_from(v)
+        .map_err(|_| ExecError::invalid("ItemInt", format!("value {v} does not fit int32")))?;
     cx.set_value(out, Value::Int(v))
 }
 
@@ -71,7 +90,8 @@ mod tests {
     fn python_floor_division_of_negatives() {
         // The expression used in int_op, checked against Python: -7 // 2 == -4, 7 // -2 == -4,
         // -7 // -2 == 3, 7 // 2 == 3.
-        let f = |x: i64, y: i64| x.div_euclid(y) - if y < 0 && x.rem_euclid(y) != 0 { 1 } else { 0 };
+        let f =
+            |x: i64, y: i64| x.div_euclid(y) - if y < 0 && x.rem_euclid(y) != 0 { 1 } else { 0 };
         assert_eq!(f(-7, 2), -4);
         assert_eq!(f(7, -2), -4);
         assert_eq!(f(-7, -2), 3);

@@ -28,7 +28,12 @@ impl Layout {
     pub fn new(g: &Graph) -> Layout {
         let buffers_start = g.num_constants + g.num_inputs + g.num_outputs;
         let temps_start = buffers_start + g.num_mutable_buffers;
-        Layout { num_constants: g.num_constants, buffers_start, temps_start, total: g.total_tensors() }
+        Layout {
+            num_constants: g.num_constants,
+            buffers_start,
+            temps_start,
+            total: g.total_tensors(),
+        }
     }
     pub fn locate(&self, tid: Tid) -> Result<Location, ExecError> {
         let t = tid.0;
@@ -39,7 +44,9 @@ impl Layout {
         } else if t < self.temps_start {
             Location::MutableBuffer((t - self.buffers_start) as usize)
         } else if t < self.total {
-            Location::Transient((t - self.num_constants - (self.temps_start - self.buffers_start)) as usize)
+            Location::Transient(
+                (t - self.num_constants - (self.temps_start - self.buffers_start)) as usize,
+            )
         } else {
             return Err(ExecError::UninitializedTensor(t));
         })
@@ -75,7 +82,10 @@ pub struct Transient {
 impl Transient {
     pub fn new(graph: &Graph) -> Self {
         let n = graph.num_inputs + graph.num_outputs + graph.num_temps;
-        Transient { tensors: vec![None; n as usize], values: vec![None; graph.num_values as usize] }
+        Transient {
+            tensors: vec![None; n as usize],
+            values: vec![None; graph.num_values as usize],
+        }
     }
     pub fn clear(&mut self) {
         self.tensors.iter_mut().for_each(|t| *t = None);
@@ -101,7 +111,11 @@ impl Ctx<'_> {
     pub fn get(&self, tid: Tid) -> Result<&Array, ExecError> {
         let slot = match self.layout.locate(tid)? {
             Location::Constant(i) => self.persistent.constants.get(i),
-            Location::MutableBuffer(i) => self.persistent.mutable_buffers.get(i).and_then(Option::as_ref),
+            Location::MutableBuffer(i) => self
+                .persistent
+                .mutable_buffers
+                .get(i)
+                .and_then(Option::as_ref),
             Location::Transient(i) => self.transient.tensors.get(i).and_then(Option::as_ref),
         };
         slot.ok_or(ExecError::UninitializedTensor(tid.0))
@@ -116,9 +130,15 @@ impl Ctx<'_> {
     /// Constants are writable only by the init chain.
     pub fn set(&mut self, tid: Tid, array: Array) -> Result<(), ExecError> {
         let slot = match self.layout.locate(tid)? {
-            Location::Constant(_) if !self.is_init_chain => return Err(ExecError::WriteToConstant(tid.0)),
+            Location::Constant(_) if !self.is_init_chain => {
+                return Err(ExecError::WriteToConstant(tid.0))
+            }
             Location::Constant(i) => {
-                let c = self.persistent.constants.get_mut(i).ok_or(ExecError::UninitializedTensor(tid.0))?;
+                let c = self
+                    .persistent
+                    .constants
+                    .get_mut(i)
+                    .ok_or(ExecError::UninitializedTensor(tid.0))?;
                 *c = array;
                 return Ok(());
             }
@@ -134,12 +154,15 @@ impl Ctx<'_> {
     /// it. Constants are refused outside the init chain, as in the reference runtime.
     pub fn take(&mut self, tid: Tid) -> Result<Array, ExecError> {
         let slot = match self.layout.locate(tid)? {
-            Location::Constant(_) if !self.is_init_chain => return Err(ExecError::WriteToConstant(tid.0)),
+            Location::Constant(_) if !self.is_init_chain => {
+                return Err(ExecError::WriteToConstant(tid.0))
+            }
             Location::Constant(_) => return self.get(tid).cloned(),
             Location::MutableBuffer(i) => self.persistent.mutable_buffers.get_mut(i),
             Location::Transient(i) => self.transient.tensors.get_mut(i),
         };
-        slot.and_then(Option::take).ok_or(ExecError::UninitializedTensor(tid.0))
+        slot.and_then(Option::take)
+            .ok_or(ExecError::UninitializedTensor(tid.0))
     }
 
     pub fn value(&self, vid: Vid) -> Result<Value, ExecError> {
@@ -152,7 +175,11 @@ impl Ctx<'_> {
     }
 
     pub fn set_value(&mut self, vid: Vid, v: Value) -> Result<(), ExecError> {
-        let slot = self.transient.values.get_mut(vid.0 as usize).ok_or(ExecError::UninitializedValue(vid.0))?;
+        let slot = self
+            .transient
+            .values
+            .get_mut(vid.0 as usize)
+            .ok_or(ExecError::UninitializedValue(vid.0))?;
         *slot = Some(v);
         Ok(())
     }
@@ -164,7 +191,11 @@ impl Ctx<'_> {
             IntOrVid::Lit(x) => Ok(x.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
             IntOrVid::Vid(vid) => match self.value(vid)? {
                 Value::Int(i) => Ok(i),
-                other => Err(ExecError::ValueKind { vid: vid.0, expected: "int", found: format!("{other:?}") }),
+                other => Err(ExecError::ValueKind {
+                    vid: vid.0,
+                    expected: "int",
+                    found: format!("{other:?}"),
+                }),
             },
         }
     }
