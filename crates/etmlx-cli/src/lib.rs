@@ -6,6 +6,18 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use etmlx_runtime::{BackendOptions, Program};
 
+/// Process set-up every etmlx binary does first, while it is still single-threaded.
+///
+/// float32 matmuls, convolutions and attention: MLX runs them at TF32 precision on CUDA (and on
+/// Apple's neural accelerators) unless `MLX_ENABLE_TF32=0` is set before its first op; PyTorch and
+/// ExecuTorch compute them in full float32, so etmlx defaults to full precision. Set
+/// `MLX_ENABLE_TF32=1` to trade precision for speed. (bf16/fp16/quantized work is unaffected.)
+pub fn init_process() {
+    if std::env::var_os("MLX_ENABLE_TF32").is_none() {
+        std::env::set_var("MLX_ENABLE_TF32", "0");
+    }
+}
+
 /// Opens a `.pte` (and optional `.ptd`) with the MLX backend registered and `options` applied.
 pub fn open_program(pte: &Path, ptd: Option<&Path>, options: BackendOptions) -> Result<Program> {
     let mut program =

@@ -93,6 +93,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    etmlx_cli::init_process();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,

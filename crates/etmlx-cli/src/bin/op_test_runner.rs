@@ -28,9 +28,16 @@ struct Args {
     /// Print progress to stderr.
     #[arg(long)]
     verbose: bool,
+    /// etmlx extension: allow custom Metal kernels embedded in the program (Metal only).
+    #[arg(long)]
+    allow_custom_kernels: bool,
+    /// etmlx extension: MLX device, gpu or cpu (default: the GPU when this libmlx has one).
+    #[arg(long, value_parser = ["gpu", "cpu"])]
+    device: Option<String>,
 }
 
 fn main() -> ExitCode {
+    etmlx_cli::init_process();
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {
@@ -54,6 +61,14 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     let mut options = etmlx_runtime::BackendOptions::default();
+    if args.allow_custom_kernels {
+        let key = etmlx_mlx::backend::option_keys::ALLOW_CUSTOM_KERNELS;
+        options.set(etmlx_mlx::BACKEND_ID, key, etmlx_runtime::OptionValue::Bool(true));
+    }
+    if let Some(device) = &args.device {
+        let key = etmlx_mlx::backend::option_keys::DEVICE;
+        options.set(etmlx_mlx::BACKEND_ID, key, etmlx_runtime::OptionValue::Str(device.clone()));
+    }
     if let Some(spec) = &args.kv_cache {
         let spec: etmlx_mlx::KvCacheSpec = spec.parse().context("--kv-cache")?;
         etmlx_mlx::install_sequence_cache(&mut options, &spec)?;

@@ -119,7 +119,10 @@ pub fn gather_mm(
     sorted_indices: bool,
     sorted_indices_flag: Option<IntOrVid>,
 ) -> Result<(), ExecError> {
-    let sorted = sorted_flag(cx, sorted_indices, sorted_indices_flag)?;
+    // `sorted` only promises that the indices are grouped (a speed hint). MLX 0.32.4's CUDA
+    // GatherMM gives wrong rows with it (official suite: gather_mm_*_sorted on an H100), so CUDA
+    // always takes the general path; the result is the same by definition.
+    let sorted = sorted_flag(cx, sorted_indices, sorted_indices_flag)? && !cx.on_cuda();
     let s = cx.s();
     let (lhs, rhs) = (cx.get(a)?, cx.get(b)?);
     let (lhs_indices, rhs_indices) = (cx.get_opt(lhs_indices)?, cx.get_opt(rhs_indices)?);

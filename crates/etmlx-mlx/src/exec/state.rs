@@ -224,4 +224,9 @@ impl Ctx<'_> {
     pub fn s(&self) -> Stream {
         self.stream
     }
+
+    /// True when ops run on MLX's CUDA backend (the GPU off macOS), for CUDA-specific workarounds.
+    pub fn on_cuda(&self) -> bool {
+        self.stream.device().device_type == mlx::DeviceType::Gpu && !cfg!(target_os = "macos")
+    }
 }
