@@ -21,18 +21,25 @@ pub struct ChatArgs {
     pub sampling: SamplingArgs,
 }
 
-const HELP: &str = "commands: /reset (new conversation), /system [TEXT] (set or clear the system message), \
+const HELP: &str =
+    "commands: /reset (new conversation), /system [TEXT] (set or clear the system message), \
 /stats (last answer's stats), /quit";
 
 pub fn run(args: &ChatArgs, ptd: Option<&Path>, backend: BackendOptions) -> Result<()> {
     let options = args.sampling.options()?;
     let generator = args.model.load(ptd, backend)?;
     if generator.chat_template().is_none() {
-        anyhow::bail!("{} has no chat template; use `etmlx generate --raw` instead", args.model.tokenizer.display());
+        anyhow::bail!(
+            "{} has no chat template; use `etmlx generate --raw` instead",
+            args.model.tokenizer.display()
+        );
     }
     let max_ctx = generator.model().metadata().max_ctx_len;
     let mut session = ChatSession::new(generator, args.system.clone());
-    eprintln!("etmlx chat: {} (context {max_ctx} tokens). {HELP}", args.model.model.display());
+    eprintln!(
+        "etmlx chat: {} (context {max_ctx} tokens). {HELP}",
+        args.model.model.display()
+    );
 
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
@@ -50,7 +57,9 @@ pub fn run(args: &ChatArgs, ptd: Option<&Path>, backend: BackendOptions) -> Resu
             continue;
         }
         if let Some(command) = input.strip_prefix('/') {
-            let (name, rest) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
+            let (name, rest) = command
+                .split_once(char::is_whitespace)
+                .unwrap_or((command, ""));
             match name {
                 "quit" | "exit" | "q" => break,
                 "reset" => {
@@ -60,7 +69,10 @@ pub fn run(args: &ChatArgs, ptd: Option<&Path>, backend: BackendOptions) -> Resu
                 "system" => {
                     let text = rest.trim();
                     session.set_system((!text.is_empty()).then(|| text.to_string()));
-                    eprintln!("[system message {}]", if text.is_empty() { "cleared" } else { "set" });
+                    eprintln!(
+                        "[system message {}]",
+                        if text.is_empty() { "cleared" } else { "set" }
+                    );
                 }
                 "stats" => match session.generator().last_stats() {
                     Some(stats) => eprintln!(

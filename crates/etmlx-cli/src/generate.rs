@@ -90,7 +90,11 @@ impl ModelArgs {
         let model = etmlx_llm::LlmModel::open(&self.model, options)
             .with_context(|| format!("model {}", self.model.display()))?;
         Generator::new(model, Some(tokenizer)).with_context(|| {
-            format!("model {} with tokenizer {}", self.model.display(), self.tokenizer.display())
+            format!(
+                "model {} with tokenizer {}",
+                self.model.display(),
+                self.tokenizer.display()
+            )
         })
     }
 }
@@ -121,16 +125,25 @@ pub fn run(args: &GenerateArgs, ptd: Option<&Path>, backend: BackendOptions) -> 
     let stream = !args.json;
     let mut stdout = std::io::stdout().lock();
     let mut write_error = None;
-    let out = generator.generate_text(&args.prompt, args.system.as_deref(), args.raw, &options, |ev| {
-        if stream && !ev.text.is_empty() {
-            if let Err(e) = stdout.write_all(ev.text.as_bytes()).and_then(|()| stdout.flush()) {
-                // stdout closed (e.g. piped into `head`): stop generating.
-                write_error = Some(e);
-                return ControlFlow::Break(());
+    let out = generator.generate_text(
+        &args.prompt,
+        args.system.as_deref(),
+        args.raw,
+        &options,
+        |ev| {
+            if stream && !ev.text.is_empty() {
+                if let Err(e) = stdout
+                    .write_all(ev.text.as_bytes())
+                    .and_then(|()| stdout.flush())
+                {
+                    // stdout closed (e.g. piped into `head`): stop generating.
+                    write_error = Some(e);
+                    return ControlFlow::Break(());
+                }
             }
-        }
-        ControlFlow::Continue(())
-    })?;
+            ControlFlow::Continue(())
+        },
+    )?;
     if let Some(e) = write_error {
         return Err(e).context("writing to stdout");
     }

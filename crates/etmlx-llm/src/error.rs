@@ -98,7 +98,7 @@ pub enum LlmError {
     #[error(
         "the prompt does not fit the context: {new_tokens} new tokens after {position} cached ones \
          need {needed} positions, but the model's context holds {max_ctx_len} \
-         (shorten the prompt, lower the history or /reset)"
+         (shorten the prompt or start a new conversation)"
     )]
     ContextOverflow {
         new_tokens: usize,

@@ -28,7 +28,12 @@ fn messages(case: &serde_json::Value) -> Vec<Message> {
         .as_array()
         .expect("messages")
         .iter()
-        .map(|m| Message::new(m["role"].as_str().expect("role"), m["content"].as_str().expect("content")))
+        .map(|m| {
+            Message::new(
+                m["role"].as_str().expect("role"),
+                m["content"].as_str().expect("content"),
+            )
+        })
         .collect()
 }
 
@@ -43,11 +48,21 @@ fn smollm2_fp32_greedy_matches_hf() {
         return;
     };
     let reference = common::read_json(common::smollm2_dir().join("greedy_reference.json"));
-    let max_new = reference["max_new_tokens"].as_u64().expect("max_new_tokens") as usize;
-    let mut g = Generator::load(&pte, Some(&common::smollm2_dir()), ModelOptions::default()).expect("load");
-    assert_eq!(g.stop_ids().ids(), common::ids(&reference["stop_ids"]), "stop ids (HF's eos set)");
+    let max_new = reference["max_new_tokens"]
+        .as_u64()
+        .expect("max_new_tokens") as usize;
+    let mut g =
+        Generator::load(&pte, Some(&common::smollm2_dir()), ModelOptions::default()).expect("load");
+    assert_eq!(
+        g.stop_ids().ids(),
+        common::ids(&reference["stop_ids"]),
+        "stop ids (HF's eos set)"
+    );
 
-    let options = GenerateOptions { max_new_tokens: max_new, ..GenerateOptions::default() };
+    let options = GenerateOptions {
+        max_new_tokens: max_new,
+        ..GenerateOptions::default()
+    };
     // One generator for every case: later cases reuse the shared system-prompt prefix of the cache.
     for case in reference["cases"].as_array().expect("cases") {
         let name = case["name"].as_str().expect("name");
@@ -55,9 +70,14 @@ fn smollm2_fp32_greedy_matches_hf() {
         let prompt = if case.get("messages").is_some() {
             g.encode_chat(&messages(case)).expect("render + encode")
         } else {
-            g.encode_raw(case["prompt_text"].as_str().expect("prompt_text")).expect("encode")
+            g.encode_raw(case["prompt_text"].as_str().expect("prompt_text"))
+                .expect("encode")
         };
-        assert_eq!(prompt, common::ids(&case["prompt_ids"]), "{name}: prompt ids vs HF apply_chat_template");
+        assert_eq!(
+            prompt,
+            common::ids(&case["prompt_ids"]),
+            "{name}: prompt ids vs HF apply_chat_template"
+        );
         let mut text = String::new();
         let out = g
             .generate(&prompt, &options, |ev| {
@@ -66,12 +86,22 @@ fn smollm2_fp32_greedy_matches_hf() {
             })
             .expect("generate");
         let expected = common::ids(&case["generated_ids"]);
-        assert_eq!(out.token_ids, expected, "{name}: greedy ids vs HF generate()");
+        assert_eq!(
+            out.token_ids, expected,
+            "{name}: greedy ids vs HF generate()"
+        );
         assert_eq!(out.stop_reason, StopReason::Eos, "{name}");
         // HF's text keeps the special stop token; ours (skip_special_tokens) does not.
-        let hf_text = case["generated_text"].as_str().expect("text").trim_end_matches("<|im_end|>");
+        let hf_text = case["generated_text"]
+            .as_str()
+            .expect("text")
+            .trim_end_matches("<|im_end|>");
         assert_eq!(out.text, hf_text, "{name}: text");
         assert_eq!(text, out.text, "{name}: streamed text");
-        eprintln!("{name}: {} ids identical; {}", expected.len(), out.stats.summary());
+        eprintln!(
+            "{name}: {} ids identical; {}",
+            expected.len(),
+            out.stats.summary()
+        );
     }
 }

@@ -77,16 +77,15 @@ fn assert_close(what: &str, actual: &HostTensor, expected: &HostTensor, (rtol, a
     let (a, e) = (as_f32(actual), as_f32(expected));
     let mut worst = (0usize, 0f32);
     for (i, (x, y)) in a.iter().zip(&e).enumerate() {
+        // NaN anywhere counts as the worst possible element.
         let excess = (x - y).abs() - (atol + rtol * y.abs());
-        if !(excess <= worst.1) {
-            worst = (
-                i,
-                if excess.is_nan() {
-                    f32::INFINITY
-                } else {
-                    excess
-                },
-            );
+        let excess = if excess.is_nan() {
+            f32::INFINITY
+        } else {
+            excess
+        };
+        if excess > worst.1 {
+            worst = (i, excess);
         }
     }
     assert!(
