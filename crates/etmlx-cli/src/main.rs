@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use etmlx_cli::{inspect, run};
 use etmlx_runtime::{BackendOptions, OptionValue};
 
+mod bench;
 mod chat;
 mod generate;
 
@@ -89,6 +90,12 @@ enum Command {
         args: chat::ChatArgs,
         #[command(flatten)]
         engine: EngineArgs,
+    },    /// Benchmark prefill and decode throughput (llama-bench semantics; no tokenizer needed).
+    Bench {
+        #[command(flatten)]
+        args: bench::BenchArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
 }
 
@@ -162,6 +169,21 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Chat { args, engine } => {
             chat::run(&args, engine.ptd.as_deref(), engine.backend_options())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { args, engine } => {
+            let device = engine.device.clone().unwrap_or_else(|| {
+                let gpu = mlx::is_available(mlx::DeviceType::Gpu);
+                if gpu { "gpu" } else { "cpu" }.to_string()
+            });
+            let report = bench::run(&args, engine.ptd.as_deref(), engine.backend_options(), &device)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else if args.csv {
+                bench::print_csv(&report);
+            } else {
+                bench::print_table(&report);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -2,6 +2,7 @@
 //! init chain) and execute (bind inputs, interpret the main chain, evaluate, copy outputs back).
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use etmlx_runtime::{
     Backend, BackendError, BackendInitContext, DelegateArgs, DelegateHandle, OptionValue,
@@ -27,6 +28,41 @@ pub mod option_keys {
     pub const CLEAR_CACHE_INTERVAL: &str = "clear_cache_interval";
     /// Str: key of an off-graph KV cache installed with [`crate::install_sequence_cache`].
     pub const CACHE_KEY: &str = "cache_key";
+    /// Bool: a constant whose named-data key is missing (a `.pte` stripped of its weights) is filled with
+    /// deterministic pseudo-random values of its declared shape and dtype instead of failing. For benchmarks
+    /// only: the outputs are meaningless. Off by default.
+    pub const SYNTHETIC_WEIGHTS: &str = "synthetic_weights";
+    /// Bool: accumulate host-side timings of every execute (see [`super::take_exec_timings`]). Off by default.
+    pub const PROFILE: &str = "profile";
+}
+
+/// Where an execute's host time goes, summed over executes while the `profile` option is on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecTimings {
+    pub executes: u64,
+    /// Waiting for the MLX lock, copying inputs into MLX and interpreting the chain (building the lazy graph).
+    pub build_ns: u64,
+    /// `async_eval` of the outputs: MLX schedules the graph and encodes/launches its kernels.
+    pub submit_ns: u64,
+    /// Waiting for the results and copying them into the runtime's output tensors.
+    pub wait_ns: u64,
+}
+
+static EXEC_TIMINGS: Mutex<ExecTimings> = Mutex::new(ExecTimings {
+    executes: 0,
+    build_ns: 0,
+    submit_ns: 0,
+    wait_ns: 0,
+});
+
+/// Returns the timings accumulated by handles loaded with the `profile` option, and resets them.
+pub fn take_exec_timings() -> ExecTimings {
+    let mut t = EXEC_TIMINGS.lock().unwrap_or_else(|p| p.into_inner());
+    std::mem::take(&mut *t)
+}
+
+fn elapsed_ns(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// MLX's graph construction is not thread-safe: one process-wide lock serialises graph building
@@ -46,6 +82,8 @@ pub struct ExecOptions {
     pub device: Option<DeviceType>,
     pub clear_cache_interval: u64,
     pub cache_key: Option<String>,
+    pub synthetic_weights: bool,
+    pub profile: bool,
 }
 
 impl ExecOptions {
@@ -71,6 +109,8 @@ impl ExecOptions {
                     o.clear_cache_interval = *n as u64
                 }
                 (option_keys::CACHE_KEY, OptionValue::Str(s)) => o.cache_key = Some(s.clone()),
+                (option_keys::SYNTHETIC_WEIGHTS, OptionValue::Bool(b)) => o.synthetic_weights = *b,
+                (option_keys::PROFILE, OptionValue::Bool(b)) => o.profile = *b,
                 (key, value) => {
                     return Err(ExecError::Other(format!(
                         "unknown or mistyped MLXBackend option {key}={value:?}"
@@ -134,7 +174,7 @@ impl MlxHandle {
         // Executes may come from any thread (serialised by the MLX lock); MLX 0.32 streams from
         // `new_stream` belong to their creating thread.
         let stream = Stream::new_any_thread(device)?;
-        let constants = load_constants(&graph, ctx)?;
+        let constants = load_constants(&graph, ctx, options.synthetic_weights, stream)?;
         let mutable_buffers = zero_mutable_buffers(&graph, stream)?;
         let cache = match &options.cache_key {
             Some(key) => Some(cache::lookup(key).ok_or_else(|| {
@@ -184,9 +224,11 @@ impl MlxHandle {
         exec::run_chain(&mut cx, chain)
     }
 
+    /// Builds the graph and submits it; `submit_ns` receives the time `async_eval` took.
     fn execute_locked(
         &mut self,
         args: &mut DelegateArgs<'_>,
+        submit_ns: &mut u64,
     ) -> Result<Vec<(usize, Array)>, ExecError> {
         let n_in = self.graph.input_map.len();
         let expected = n_in + self.graph.output_map.len();
@@ -289,7 +331,9 @@ impl MlxHandle {
             }
         }
         let refs: Vec<&Array> = prepared.iter().map(|(_, a)| a).collect();
+        let submit_started = Instant::now();
         mlx::async_eval(&refs)?;
+        *submit_ns = elapsed_ns(submit_started);
         // Temps are no longer needed; dropping them now returns their buffers to MLX's cache.
         self.transient.clear();
         Ok(prepared)
@@ -350,8 +394,14 @@ fn input_array(
     )?)
 }
 
-/// Constant tensors from the named-data map, by the names the payload binds them to.
-fn load_constants(graph: &Graph, ctx: &BackendInitContext<'_>) -> Result<Vec<Array>, ExecError> {
+/// Constant tensors from the named-data map, by the names the payload binds them to. With
+/// `synthetic_weights`, a name missing from the map gets [`synthetic_constant`] values instead.
+fn load_constants(
+    graph: &Graph,
+    ctx: &BackendInitContext<'_>,
+    synthetic_weights: bool,
+    stream: Stream,
+) -> Result<Vec<Array>, ExecError> {
     let names = graph.tensor_names();
     let mut constants = Vec::with_capacity(graph.num_constants as usize);
     for t in 0..graph.num_constants {
@@ -366,11 +416,15 @@ fn load_constants(graph: &Graph, ctx: &BackendInitContext<'_>) -> Result<Vec<Arr
             .static_shape()
             .ok_or_else(|| ExecError::Other(format!("constant '{name}' has a dynamic shape")))?;
         let dt = dtype::mlx_dtype(meta.scalar_type)?;
-        let bytes = ctx.named_data.get(name).ok_or_else(|| {
-            ExecError::Other(format!(
+        let Some(bytes) = ctx.named_data.get(name) else {
+            if synthetic_weights {
+                constants.push(synthetic_constant(name, &shape, dt, stream)?);
+                continue;
+            }
+            return Err(ExecError::Other(format!(
                 "constant '{name}' is missing from the program's named data (and any .ptd)"
-            ))
-        })?;
+            )));
+        };
         let numel: usize = shape.iter().map(|&d| d as usize).product();
         if bytes.len() != numel * dt.size() {
             return Err(ExecError::Other(format!(
@@ -384,6 +438,64 @@ fn load_constants(graph: &Graph, ctx: &BackendInitContext<'_>) -> Result<Vec<Arr
     let refs: Vec<&Array> = constants.iter().collect();
     mlx::eval(&refs)?;
     Ok(constants)
+}
+
+/// Half-width of the uniform distribution synthetic float constants are drawn from: small enough that
+/// activations stay finite through deep stacks of random layers.
+const SYNTHETIC_FLOAT_RANGE: f64 = 0.05;
+
+/// Deterministic pseudo-random values for a constant missing from a weight-stripped program: floats
+/// uniform in ±[`SYNTHETIC_FLOAT_RANGE`], integers (packed quantized weights) random bits, booleans random.
+/// The PRNG key is derived from the constant's name, so a constant gets the same values in every load.
+/// Built with MLX ops on `stream`, so large weights are generated on the device.
+fn synthetic_constant(
+    name: &str,
+    shape: &[i32],
+    dt: mlx::Dtype,
+    stream: Stream,
+) -> Result<Array, ExecError> {
+    let numel = shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?));
+    if numel
+        .and_then(|n| n.checked_mul(dt.size() as u64))
+        .is_none_or(|b| b > crate::MAX_ALLOCATION_BYTES)
+    {
+        return Err(ExecError::Other(format!(
+            "synthetic constant '{name}' of shape {shape:?} and {dt:?} exceeds 4 GiB"
+        )));
+    }
+    let key = mlx::random::key(name_seed(name))?;
+    use mlx::ops::{astype, binary, BinaryOp};
+    let array = if dt.is_floating() {
+        // 32 random bits -> [0, 2^32) as float32 -> [-range, range).
+        let bits = mlx::random::bits(shape, 4, Some(&key), stream)?;
+        let unit = astype(&bits, mlx::Dtype::Float32, stream)?;
+        let scale = Array::scalar_f32((2.0 * SYNTHETIC_FLOAT_RANGE / 4_294_967_296.0) as f32)?;
+        let offset = Array::scalar_f32(-SYNTHETIC_FLOAT_RANGE as f32)?;
+        let scaled = binary(BinaryOp::Multiply, &unit, &scale, stream)?;
+        let shifted = binary(BinaryOp::Add, &scaled, &offset, stream)?;
+        astype(&shifted, dt, stream)?
+    } else if dt.is_integer() || dt == mlx::Dtype::Bool {
+        // Same-width bits reinterpret as any value of the type (8-byte integers get 32 random bits).
+        let width = dt.size().min(4) as i32;
+        let bits = mlx::random::bits(shape, width, Some(&key), stream)?;
+        astype(&bits, dt, stream)?
+    } else {
+        return Err(ExecError::Other(format!(
+            "synthetic constant '{name}': no synthetic values for {dt:?}"
+        )));
+    };
+    // Evaluate now so the float32 intermediates of one weight are freed before the next is built.
+    array.eval()?;
+    Ok(array)
+}
+
+/// FNV-1a of the constant's name: a seed that depends on the name only, not on load order.
+fn name_seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Delegate-owned buffers, zero-filled (the reference discards the model's initial values).
@@ -424,13 +536,17 @@ fn zero_mutable_buffers(graph: &Graph, stream: Stream) -> Result<Vec<Option<Arra
 
 impl DelegateHandle for MlxHandle {
     fn execute(&mut self, args: &mut DelegateArgs<'_>) -> Result<(), BackendError> {
+        let started = Instant::now();
+        let mut submit_ns = 0;
         let prepared = {
             let _guard = mlx_lock();
-            self.execute_locked(args).map_err(|e| {
+            self.execute_locked(args, &mut submit_ns).map_err(|e| {
                 self.transient.clear();
                 BackendError::new(e.to_string())
             })?
         };
+        let built_and_submitted_ns = elapsed_ns(started);
+        let wait_started = Instant::now();
         // Outside the lock: wait for the GPU and copy results into the runtime's tensors.
         for (arg, array) in prepared {
             let bytes = array
@@ -438,6 +554,14 @@ impl DelegateHandle for MlxHandle {
                 .map_err(|e| BackendError::new(e.to_string()))?;
             let sizes: Vec<i64> = array.shape().iter().map(|&d| d as i64).collect();
             args.write_tensor(arg, &sizes, &bytes)?;
+        }
+        if self.options.profile {
+            let wait_ns = elapsed_ns(wait_started);
+            let mut t = EXEC_TIMINGS.lock().unwrap_or_else(|p| p.into_inner());
+            t.executes += 1;
+            t.build_ns += built_and_submitted_ns.saturating_sub(submit_ns);
+            t.submit_ns += submit_ns;
+            t.wait_ns += wait_ns;
         }
         self.executes += 1;
         if self.options.clear_cache_interval > 0
@@ -447,5 +571,67 @@ impl DelegateHandle for MlxHandle {
             mlx::memory::clear_cache().map_err(|e| BackendError::new(e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu() -> Stream {
+        Stream::new_any_thread(DeviceType::Cpu).expect("CPU stream")
+    }
+
+    fn as_f32(a: &Array) -> Vec<f32> {
+        let f = mlx::ops::astype(a, mlx::Dtype::Float32, cpu()).expect("astype");
+        f.to_vec::<f32>().expect("read back")
+    }
+
+    #[test]
+    fn synthetic_floats_are_small_varied_and_reproducible() {
+        let a =
+            synthetic_constant("layers.0.w", &[64, 48], mlx::Dtype::Bfloat16, cpu()).expect("make");
+        assert_eq!(a.shape(), vec![64, 48]);
+        assert_eq!(a.dtype(), mlx::Dtype::Bfloat16);
+        let v = as_f32(&a);
+        // bf16 rounding of 0.05 stays within 0.0503 (8 significant bits).
+        assert!(v.iter().all(|x| x.abs() <= 0.0503), "values within ±0.05");
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        assert!(mean.abs() < 0.005, "uniform around 0, mean {mean}");
+        let distinct: std::collections::HashSet<u32> = v.iter().map(|x| x.to_bits()).collect();
+        assert!(distinct.len() > 100, "values vary");
+        let again =
+            synthetic_constant("layers.0.w", &[64, 48], mlx::Dtype::Bfloat16, cpu()).expect("make");
+        assert_eq!(as_f32(&again), v, "same name, same values");
+        let other =
+            synthetic_constant("layers.1.w", &[64, 48], mlx::Dtype::Bfloat16, cpu()).expect("make");
+        assert_ne!(as_f32(&other), v, "another name, other values");
+    }
+
+    #[test]
+    fn synthetic_integers_are_random_bits_of_the_declared_type() {
+        let packed =
+            synthetic_constant("q.weight", &[32, 8], mlx::Dtype::Uint32, cpu()).expect("make");
+        assert_eq!(packed.dtype(), mlx::Dtype::Uint32);
+        let words = packed.to_vec::<u32>().expect("read");
+        // Every one of the 32 bit positions is set in some word and clear in another.
+        let (any, all) = words
+            .iter()
+            .fold((0u32, u32::MAX), |(o, a), &w| (o | w, a & w));
+        assert_eq!((any, all), (u32::MAX, 0));
+        let small = synthetic_constant("i8", &[256], mlx::Dtype::Int8, cpu()).expect("make");
+        assert_eq!(small.dtype(), mlx::Dtype::Int8);
+        let bytes = small.to_vec::<i8>().expect("read");
+        assert!(bytes.iter().any(|&b| b < 0) && bytes.iter().any(|&b| b > 0));
+    }
+
+    #[test]
+    fn synthetic_constants_refuse_oversized_shapes() {
+        let e = synthetic_constant("huge", &[1 << 20, 1 << 20], mlx::Dtype::Float32, cpu())
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("huge") && e.to_string().contains("4 GiB"),
+            "{e}"
+        );
     }
 }

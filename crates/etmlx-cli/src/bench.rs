@@ -1,0 +1,714 @@
+//! `etmlx bench`: prefill and decode throughput of an LLM export, with llama-bench semantics.
+//!
+//! - Prompt processing (`ppN`): N random token ids (fixed seed) from position 0, in calls of at most the export's
+//!   prefill chunk size; tok/s = N / wall time of the calls (each call returns once its logits are on the host).
+//! - Generation (`tgN`): after a 1-token prompt (untimed), N single-token steps, each feeding back the host argmax
+//!   of the previous logits; tok/s = N / wall time of the N steps.
+//! - One warm-up (or `--warmup`) before the measured runs covers every prefill chunk shape and the decode shape
+//!   (MLX compiles kernels on first use); `-r` repetitions per test, reported as median/min/max.
+//! - Peak memory is MLX's allocator peak, reset before each test. Load time is reported, never included.
+//! - Between repetitions the cache is rewound to position 0 (in-graph caches are position-addressed; an
+//!   off-graph cache is cleared).
+//!
+//! No tokenizer is needed. `--synthetic-weights` runs weight-stripped exports (see `python/strip_weights.py`),
+//! labelled as such in every output format.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use etmlx_llm::model::{DeviceSampling, OutputKind, StepOutput};
+use etmlx_llm::{LlmModel, ModelOptions};
+use etmlx_runtime::{BackendOptions, OptionValue};
+use serde::Serialize;
+
+/// How synthetic-weight results are labelled in every output format.
+pub const SYNTHETIC_LABEL: &str = "SYNTHETIC WEIGHTS";
+/// Decode steps of the warm-up (enough to run every decode kernel a few times).
+const WARMUP_DECODE_STEPS: usize = 8;
+/// More repetitions than this is a typo, not a benchmark.
+const MAX_REPETITIONS: usize = 10_000;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// The LLM export (.pte) to benchmark.
+    pub model: PathBuf,
+    /// Prompt lengths to test (prefill from position 0), comma-separated; 0 skips prefill tests.
+    #[arg(
+        short = 'p',
+        long = "prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
+    pub prompt: Vec<usize>,
+    /// Generation lengths to test (single-token decode steps after a 1-token prompt); 0 skips decode tests.
+    #[arg(
+        short = 'n',
+        long = "gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
+    pub gen: Vec<usize>,
+    /// Measured repetitions of each test.
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    pub repetitions: usize,
+    /// Untimed warm-up rounds (each: every prefill length once, plus a few decode steps).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Print one JSON object as the last stdout line instead of the table.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV rows instead of the table.
+    #[arg(long)]
+    pub csv: bool,
+    /// Fill constants missing from the file (a weight-stripped export) with pseudo-random values.
+    #[arg(long)]
+    pub synthetic_weights: bool,
+    /// Split decode step time into graph building, submission, waiting for results and the rest.
+    #[arg(long)]
+    pub profile: bool,
+    /// Seed of the random token ids.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Median, minimum and maximum of a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    /// `None` for an empty sample; the median of an even count is the mean of the two middle values.
+    pub fn of(values: &[f64]) -> Option<Summary> {
+        let mut v: Vec<f64> = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let (first, last) = (*v.first()?, *v.last()?);
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Summary {
+            median,
+            min: first,
+            max: last,
+        })
+    }
+}
+
+/// Per-step decode time split (milliseconds, means over the measured steps).
+#[derive(Debug, Clone, Serialize)]
+pub struct DecodeProfile {
+    pub step_ms: f64,
+    /// Lock wait, input copies and interpreting the payload (building MLX's lazy graph).
+    pub graph_build_ms: f64,
+    /// `async_eval`: MLX schedules the graph and encodes/launches kernels.
+    pub submit_ms: f64,
+    /// Waiting for the results plus copying the logits to the host.
+    pub wait_ms: f64,
+    /// Host argmax over the vocabulary.
+    pub argmax_ms: f64,
+    /// Everything else in the step: the runtime's instruction loop and portable kernels, output handling.
+    pub other_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    /// `pp512` / `tg128`, as llama-bench names them.
+    pub test: String,
+    pub tokens: usize,
+    /// `forward` calls per repetition (prefill: ceil(tokens / chunk); decode: tokens).
+    pub calls: usize,
+    pub tok_s_median: f64,
+    pub tok_s_min: f64,
+    pub tok_s_max: f64,
+    pub ms_median: f64,
+    pub ms_min: f64,
+    pub ms_max: f64,
+    pub peak_memory_bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<DecodeProfile>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Versions {
+    pub etmlx: String,
+    pub mlx: String,
+    pub mlx_library: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub device: String,
+    pub synthetic_weights: bool,
+    /// "SYNTHETIC WEIGHTS" when missing constants were generated, else "file".
+    pub weights: &'static str,
+    pub load_ms: f64,
+    pub max_ctx_len: usize,
+    pub prefill_chunk_size: usize,
+    /// Bytes of the constants the MLX payloads declare (shape × dtype): the weights a decode step reads.
+    pub weight_bytes: u64,
+    pub repetitions: usize,
+    pub warmup: usize,
+    pub seed: u64,
+    pub sampling: &'static str,
+    pub prefill: Vec<TestResult>,
+    pub decode: Vec<TestResult>,
+    /// Highest MLX peak over all tests (after load).
+    pub peak_memory_bytes: usize,
+    pub versions: Versions,
+    pub timestamp_unix: u64,
+}
+
+/// SplitMix64: the token ids only need to be reproducible and spread over the vocabulary.
+struct TokenRng(u64);
+
+impl TokenRng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn tokens(&mut self, n: usize, vocab: usize) -> Vec<u32> {
+        let vocab = vocab.clamp(1, u32::MAX as usize) as u64;
+        (0..n).map(|_| (self.next() % vocab) as u32).collect()
+    }
+}
+
+/// Checks the requested tests against the export before anything runs.
+pub fn validate(args: &BenchArgs, max_ctx_len: usize, static_tokens: bool) -> Result<()> {
+    if args.repetitions == 0 || args.repetitions > MAX_REPETITIONS {
+        bail!("-r must be between 1 and {MAX_REPETITIONS}");
+    }
+    if static_tokens {
+        bail!("this export takes a fixed number of tokens per call; bench needs a dynamic sequence length");
+    }
+    if let Some(&p) = args.prompt.iter().find(|&&p| p > max_ctx_len) {
+        bail!("prompt length {p} exceeds the export's context of {max_ctx_len} tokens");
+    }
+    // Decode uses positions 0 (the 1-token prompt) through n.
+    if let Some(&n) = args.gen.iter().find(|&&n| n >= max_ctx_len) {
+        bail!(
+            "generating {n} tokens after a 1-token prompt needs {} positions; the export's context is {max_ctx_len}",
+            n + 1
+        );
+    }
+    if args.prompt.iter().chain(&args.gen).all(|&v| v == 0) {
+        bail!("nothing to run: every -p and -n value is 0");
+    }
+    Ok(())
+}
+
+/// Backend options for the bench: the engine's, plus synthetic weights and profiling when asked.
+pub fn backend_options(mut o: BackendOptions, args: &BenchArgs) -> BackendOptions {
+    use etmlx_mlx::backend::option_keys;
+    let id = etmlx_mlx::BACKEND_ID;
+    if args.synthetic_weights {
+        o.set(id, option_keys::SYNTHETIC_WEIGHTS, OptionValue::Bool(true));
+    }
+    if args.profile {
+        o.set(id, option_keys::PROFILE, OptionValue::Bool(true));
+    }
+    o
+}
+
+struct Runner {
+    model: LlmModel,
+    vocab: usize,
+    chunk: usize,
+    rng: TokenRng,
+    sampling: Option<DeviceSampling>,
+}
+
+impl Runner {
+    fn step(&mut self, tokens: &[u32], start: usize) -> Result<StepOutput> {
+        Ok(self.model.forward(tokens, start, self.sampling.as_ref())?)
+    }
+
+    /// Prefill of `prompt` from position 0 in chunks; returns the wall time in seconds.
+    fn prefill(&mut self, prompt: &[u32]) -> Result<f64> {
+        self.model.rewind_to(0)?;
+        let started = Instant::now();
+        for (i, chunk) in prompt.chunks(self.chunk).enumerate() {
+            self.step(chunk, i * self.chunk)?;
+        }
+        Ok(started.elapsed().as_secs_f64())
+    }
+
+    /// `steps` decode steps after an untimed 1-token prompt; returns (seconds, host argmax seconds).
+    fn decode(&mut self, steps: usize) -> Result<(f64, f64)> {
+        self.model.rewind_to(0)?;
+        let first = self.rng.tokens(1, self.vocab);
+        let mut out = self.step(&first, 0)?;
+        let mut argmax_s = 0.0;
+        let started = Instant::now();
+        for position in 1..=steps {
+            let picked = Instant::now();
+            let next = match &out {
+                StepOutput::Logits(logits) => etmlx_llm::sampler::argmax(logits).unwrap_or(0),
+                StepOutput::Token(id) => *id,
+            };
+            argmax_s += picked.elapsed().as_secs_f64();
+            out = self.step(&[next], position)?;
+        }
+        Ok((started.elapsed().as_secs_f64(), argmax_s))
+    }
+}
+
+/// Runs the benchmark described by `args` with the given backend options.
+pub fn run(
+    args: &BenchArgs,
+    ptd: Option<&Path>,
+    backend: BackendOptions,
+    device: &str,
+) -> Result<BenchReport> {
+    let options = ModelOptions {
+        ptd: ptd.map(Path::to_path_buf),
+        backend: backend_options(backend, args),
+        kv_dtype: None,
+    };
+    let load_started = Instant::now();
+    let model = LlmModel::open(&args.model, options)
+        .with_context(|| format!("model {}", args.model.display()))?;
+    let load_ms = load_started.elapsed().as_secs_f64() * 1e3;
+    let meta = model.metadata().clone();
+    validate(args, meta.max_ctx_len, meta.static_tokens)?;
+    let weight_bytes = declared_weight_bytes(&model)?;
+    let sampling = (meta.output == OutputKind::SampledToken).then_some(DeviceSampling {
+        temperature: 0.0,
+        top_k: 1,
+        top_p: 1.0,
+        seed: args.seed,
+    });
+    let mut r = Runner {
+        vocab: meta.vocab_size.unwrap_or(1),
+        chunk: meta.prefill_chunk_size.max(1),
+        rng: TokenRng(args.seed),
+        sampling,
+        model,
+    };
+    let prompts: Vec<usize> = args.prompt.iter().copied().filter(|&p| p > 0).collect();
+    let gens: Vec<usize> = args.gen.iter().copied().filter(|&n| n > 0).collect();
+
+    for _ in 0..args.warmup {
+        for &p in &prompts {
+            let tokens = r.rng.tokens(p, r.vocab);
+            r.prefill(&tokens).context("warm-up prefill")?;
+        }
+        if let Some(&n) = gens.iter().max() {
+            r.decode(n.min(WARMUP_DECODE_STEPS))
+                .context("warm-up decode")?;
+        }
+    }
+    let _ = etmlx_mlx::backend::take_exec_timings();
+
+    let mut prefill = Vec::new();
+    for &p in &prompts {
+        mlx::memory::reset_peak_memory()?;
+        let tokens = r.rng.tokens(p, r.vocab);
+        let mut secs = Vec::with_capacity(args.repetitions);
+        for rep in 0..args.repetitions {
+            secs.push(
+                r.prefill(&tokens)
+                    .with_context(|| format!("pp{p}, repetition {}", rep + 1))?,
+            );
+        }
+        prefill.push(result(
+            format!("pp{p}"),
+            p,
+            p.div_ceil(r.chunk),
+            &secs,
+            None,
+        )?);
+    }
+    let mut decode = Vec::new();
+    for &n in &gens {
+        mlx::memory::reset_peak_memory()?;
+        let _ = etmlx_mlx::backend::take_exec_timings();
+        let mut secs = Vec::with_capacity(args.repetitions);
+        let mut argmax_s = 0.0;
+        for rep in 0..args.repetitions {
+            let (s, a) = r
+                .decode(n)
+                .with_context(|| format!("tg{n}, repetition {}", rep + 1))?;
+            secs.push(s);
+            argmax_s += a;
+        }
+        // The timings include each repetition's untimed first step; spread over all executes.
+        let timings = etmlx_mlx::backend::take_exec_timings();
+        let profile = args.profile.then(|| {
+            let steps = (n * args.repetitions) as f64;
+            let executes = timings.executes.max(1) as f64;
+            let per_exec_ms = |ns: u64| ns as f64 / executes / 1e6;
+            let step_ms = secs.iter().sum::<f64>() / steps * 1e3;
+            let graph_build_ms = per_exec_ms(timings.build_ns);
+            let submit_ms = per_exec_ms(timings.submit_ns);
+            let wait_ms = per_exec_ms(timings.wait_ns);
+            let argmax_ms = argmax_s / steps * 1e3;
+            DecodeProfile {
+                step_ms,
+                graph_build_ms,
+                submit_ms,
+                wait_ms,
+                argmax_ms,
+                other_ms: step_ms - graph_build_ms - submit_ms - wait_ms - argmax_ms,
+            }
+        });
+        decode.push(result(format!("tg{n}"), n, n, &secs, profile)?);
+    }
+    let peak_memory_bytes = prefill
+        .iter()
+        .chain(&decode)
+        .map(|t| t.peak_memory_bytes)
+        .max()
+        .unwrap_or(0);
+    let info = mlx::runtime_info().ok();
+    Ok(BenchReport {
+        model: args.model.display().to_string(),
+        device: device.to_string(),
+        synthetic_weights: args.synthetic_weights,
+        weights: if args.synthetic_weights {
+            SYNTHETIC_LABEL
+        } else {
+            "file"
+        },
+        load_ms,
+        max_ctx_len: meta.max_ctx_len,
+        prefill_chunk_size: r.chunk,
+        weight_bytes,
+        repetitions: args.repetitions,
+        warmup: args.warmup,
+        seed: args.seed,
+        sampling: if sampling.is_some() {
+            "device"
+        } else {
+            "host argmax"
+        },
+        prefill,
+        decode,
+        peak_memory_bytes,
+        versions: Versions {
+            etmlx: env!("CARGO_PKG_VERSION").to_string(),
+            mlx: info.as_ref().map(|i| i.version.clone()).unwrap_or_default(),
+            mlx_library: info
+                .and_then(|i| i.library_path)
+                .map(|p| p.display().to_string()),
+        },
+        timestamp_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    })
+}
+
+fn result(
+    test: String,
+    tokens: usize,
+    calls: usize,
+    secs: &[f64],
+    profile: Option<DecodeProfile>,
+) -> Result<TestResult> {
+    let tok_s: Vec<f64> = secs
+        .iter()
+        .map(|&s| tokens as f64 / s.max(f64::MIN_POSITIVE))
+        .collect();
+    let rate = Summary::of(&tok_s).context("no repetitions")?;
+    let ms: Vec<f64> = secs.iter().map(|s| s * 1e3).collect();
+    let time = Summary::of(&ms).context("no repetitions")?;
+    Ok(TestResult {
+        test,
+        tokens,
+        calls,
+        tok_s_median: rate.median,
+        tok_s_min: rate.min,
+        tok_s_max: rate.max,
+        ms_median: time.median,
+        ms_min: time.min,
+        ms_max: time.max,
+        peak_memory_bytes: mlx::memory::peak_memory()?,
+        profile,
+    })
+}
+
+/// Sum over the program's MLX payloads of their constants' declared sizes (works on stripped files too).
+fn declared_weight_bytes(model: &LlmModel) -> Result<u64> {
+    let pte = model.program().pte();
+    let mut total = 0u64;
+    for plan in &pte.program().plans {
+        for d in plan
+            .delegates
+            .iter()
+            .filter(|d| d.id == etmlx_mlx::BACKEND_ID)
+        {
+            let graph = etmlx_mlx::payload::parse(pte.delegate_blob(d)?)?;
+            for t in 0..graph.num_constants {
+                let Some(meta) = graph.meta(etmlx_mlx::ir::Tid(t)) else {
+                    continue;
+                };
+                let (Some(shape), Ok(dt)) = (
+                    meta.static_shape(),
+                    etmlx_mlx::dtype::mlx_dtype(meta.scalar_type),
+                ) else {
+                    continue;
+                };
+                let numel: u64 = shape
+                    .iter()
+                    .map(|&d| u64::try_from(d).unwrap_or(0))
+                    .product();
+                total = total.saturating_add(numel.saturating_mul(dt.size() as u64));
+            }
+        }
+    }
+    Ok(total)
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The human-readable table (stdout).
+pub fn print_table(r: &BenchReport) {
+    if r.synthetic_weights {
+        println!("** {SYNTHETIC_LABEL}: constants missing from the file were generated; throughput only **");
+    }
+    println!("model: {}", r.model);
+    println!(
+        "device: {}  mlx {}  etmlx {}  load {:.1} ms  context {}  prefill chunk {}  weights {:.1} MiB  sampling: {}",
+        r.device,
+        r.versions.mlx,
+        r.versions.etmlx,
+        r.load_ms,
+        r.max_ctx_len,
+        r.prefill_chunk_size,
+        r.weight_bytes as f64 / MIB,
+        r.sampling
+    );
+    println!(
+        "repetitions {} (median [min, max]), warm-up {}, seed {}",
+        r.repetitions, r.warmup, r.seed
+    );
+    println!();
+    println!(
+        "| {:<8} | {:>6} | {:>5} | {:>10} | {:>21} | {:>10} | {:>12} | {:>9} |",
+        "test", "tokens", "calls", "tok/s", "tok/s [min, max]", "ms", "weights GB/s", "peak MiB"
+    );
+    println!(
+        "|{:-<10}|{:->8}|{:->7}|{:->12}|{:->23}|{:->12}|{:->14}|{:->11}|",
+        "", "", "", "", "", "", "", ""
+    );
+    for (t, decode) in r
+        .prefill
+        .iter()
+        .map(|t| (t, false))
+        .chain(r.decode.iter().map(|t| (t, true)))
+    {
+        let bandwidth = if decode {
+            format!("{:.1}", r.weight_bytes as f64 * t.tok_s_median / 1e9)
+        } else {
+            "-".into()
+        };
+        println!(
+            "| {:<8} | {:>6} | {:>5} | {:>10.2} | {:>21} | {:>10.1} | {:>12} | {:>9.1} |",
+            t.test,
+            t.tokens,
+            t.calls,
+            t.tok_s_median,
+            format!("[{:.2}, {:.2}]", t.tok_s_min, t.tok_s_max),
+            t.ms_median,
+            bandwidth,
+            t.peak_memory_bytes as f64 / MIB
+        );
+    }
+    for t in &r.decode {
+        if let Some(p) = &t.profile {
+            println!(
+                "{} per step: {:.3} ms = graph build {:.3} + submit {:.3} + wait/copy {:.3} + argmax {:.3} + other {:.3}",
+                t.test, p.step_ms, p.graph_build_ms, p.submit_ms, p.wait_ms, p.argmax_ms, p.other_ms
+            );
+        }
+    }
+    if r.prefill.iter().any(|t| t.calls > 1) {
+        println!(
+            "prompts longer than the prefill chunk ({}) run in several forward calls",
+            r.prefill_chunk_size
+        );
+    }
+}
+
+/// CSV: a header and one row per test.
+pub fn print_csv(r: &BenchReport) {
+    println!(
+        "model,device,weights,test,tokens,calls,tok_s_median,tok_s_min,tok_s_max,ms_median,peak_memory_bytes,\
+         load_ms,weight_bytes,graph_build_ms,submit_ms,wait_ms,argmax_ms,other_ms"
+    );
+    for t in r.prefill.iter().chain(&r.decode) {
+        let p = t.profile.as_ref().map_or_else(
+            || ",,,,".to_string(),
+            |p| {
+                format!(
+                    "{:.4},{:.4},{:.4},{:.4},{:.4}",
+                    p.graph_build_ms, p.submit_ms, p.wait_ms, p.argmax_ms, p.other_ms
+                )
+            },
+        );
+        println!(
+            "{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{},{:.1},{},{p}",
+            csv_field(&r.model),
+            r.device,
+            r.weights,
+            t.test,
+            t.tokens,
+            t.calls,
+            t.tok_s_median,
+            t.tok_s_min,
+            t.tok_s_max,
+            t.ms_median,
+            t.peak_memory_bytes,
+            r.load_ms,
+            r.weight_bytes
+        );
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .expect("valid arguments")
+            .bench
+    }
+
+    #[test]
+    fn summary_of_odd_and_even_samples() {
+        // Hand-computed: sorted [1, 2, 5] -> median 2; sorted [1, 2, 4, 10] -> median (2 + 4) / 2 = 3.
+        assert_eq!(
+            Summary::of(&[5.0, 1.0, 2.0]),
+            Some(Summary {
+                median: 2.0,
+                min: 1.0,
+                max: 5.0
+            })
+        );
+        assert_eq!(
+            Summary::of(&[10.0, 2.0, 4.0, 1.0]),
+            Some(Summary {
+                median: 3.0,
+                min: 1.0,
+                max: 10.0
+            })
+        );
+        assert_eq!(
+            Summary::of(&[7.5]),
+            Some(Summary {
+                median: 7.5,
+                min: 7.5,
+                max: 7.5
+            })
+        );
+        assert_eq!(Summary::of(&[]), None);
+    }
+
+    #[test]
+    fn defaults_follow_llama_bench() {
+        let a = parse(&["m.pte"]);
+        assert_eq!(a.model, PathBuf::from("m.pte"));
+        assert_eq!(a.prompt, vec![512]);
+        assert_eq!(a.gen, vec![128]);
+        assert_eq!(a.repetitions, 5);
+        assert_eq!(a.warmup, 1);
+        assert!(!a.json && !a.csv && !a.synthetic_weights && !a.profile);
+    }
+
+    #[test]
+    fn comma_lists_and_flags_parse() {
+        let a = parse(&[
+            "m.pte",
+            "-p",
+            "128,512,2048",
+            "-n",
+            "128,512",
+            "-r",
+            "3",
+            "--warmup",
+            "2",
+            "--json",
+            "--synthetic-weights",
+            "--profile",
+        ]);
+        assert_eq!(a.prompt, vec![128, 512, 2048]);
+        assert_eq!(a.gen, vec![128, 512]);
+        assert_eq!((a.repetitions, a.warmup), (3, 2));
+        assert!(a.json && a.synthetic_weights && a.profile);
+        assert!(
+            Cli::try_parse_from(["bench", "m.pte", "--json", "--csv"]).is_err(),
+            "--json and --csv conflict"
+        );
+        assert!(Cli::try_parse_from(["bench", "m.pte", "-p", "12x"]).is_err());
+    }
+
+    #[test]
+    fn validation_names_the_context_limit() {
+        let ok = parse(&["m.pte", "-p", "64", "-n", "63"]);
+        assert!(validate(&ok, 64, false).is_ok());
+        let long_prompt = parse(&["m.pte", "-p", "65", "-n", "1"]);
+        let e = validate(&long_prompt, 64, false).unwrap_err().to_string();
+        assert!(e.contains("65") && e.contains("64"), "{e}");
+        // 64 generated tokens after a 1-token prompt need 65 positions.
+        let long_gen = parse(&["m.pte", "-p", "1", "-n", "64"]);
+        let e = validate(&long_gen, 64, false).unwrap_err().to_string();
+        assert!(e.contains("65 positions"), "{e}");
+        assert!(validate(&parse(&["m.pte", "-p", "0", "-n", "0"]), 64, false).is_err());
+        assert!(validate(&parse(&["m.pte", "-r", "0"]), 4096, false).is_err());
+        assert!(validate(&ok, 64, true).is_err());
+    }
+
+    #[test]
+    fn options_carry_synthetic_weights_and_profile() {
+        let a = parse(&["m.pte", "--synthetic-weights", "--profile"]);
+        let o = backend_options(BackendOptions::default(), &a);
+        let mlx_options = o
+            .for_backend(etmlx_mlx::BACKEND_ID)
+            .expect("MLX options set");
+        assert_eq!(
+            mlx_options.get("synthetic_weights"),
+            Some(&OptionValue::Bool(true))
+        );
+        assert_eq!(mlx_options.get("profile"), Some(&OptionValue::Bool(true)));
+        let plain = backend_options(BackendOptions::default(), &parse(&["m.pte"]));
+        assert!(plain.for_backend(etmlx_mlx::BACKEND_ID).is_none());
+    }
+
+    #[test]
+    fn token_ids_are_reproducible_and_in_range() {
+        let a = TokenRng(7).tokens(1000, 50);
+        assert_eq!(a, TokenRng(7).tokens(1000, 50));
+        assert!(a.iter().all(|&t| t < 50));
+        assert!(
+            a.iter().collect::<std::collections::HashSet<_>>().len() > 40,
+            "ids spread over the vocabulary"
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! `etmlx bench` end to end on the tiny random Llama export (tests/fixtures/tiny_llama_custom) on the CPU: the
+//! `--json` line has the documented shape, throughputs are positive and ordered, the prefill chunking follows the
+//! export's `get_prefill_chunk_size`, a test longer than the context fails cleanly, and the weight-stripped copy
+//! (tests/fixtures/tiny_llama_custom_stripped, written by python/strip_weights.py with the official serializer)
+//! runs only with `--synthetic-weights`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+fn read_json(path: PathBuf) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json")
+}
+
+fn bench(model: &PathBuf, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_etmlx"))
+        .arg("bench")
+        .arg(model)
+        .args(["--device", "cpu"])
+        .args(args)
+        .output()
+        .expect("run etmlx")
+}
+
+fn last_json_line(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "etmlx bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().expect("a JSON line");
+    serde_json::from_str(line).expect("the last stdout line is one JSON object")
+}
+
+fn check_test(t: &serde_json::Value, name: &str, tokens: u64, calls: u64) {
+    assert_eq!(t["test"], name);
+    assert_eq!(t["tokens"], tokens);
+    assert_eq!(t["calls"], calls, "{name}: forward calls");
+    let (median, min, max) = (
+        t["tok_s_median"].as_f64().expect("median"),
+        t["tok_s_min"].as_f64().expect("min"),
+        t["tok_s_max"].as_f64().expect("max"),
+    );
+    assert!(min > 0.0 && min <= median && median <= max, "{name}: {t}");
+    assert!(t["ms_median"].as_f64().expect("ms") > 0.0);
+    assert!(t["peak_memory_bytes"].as_u64().expect("peak") > 0);
+}
+
+#[test]
+fn json_report_shape_and_chunking() {
+    let meta = read_json(fixture("tiny_llama_custom/meta.json"));
+    let chunk = meta["prefill_chunk_size"].as_u64().expect("chunk");
+    let ctx = meta["max_ctx_len"].as_u64().expect("ctx");
+    let model = fixture("tiny_llama_custom/model.pte");
+    // One prompt inside one chunk, one spanning two chunks.
+    let long = chunk + 4;
+    let p = format!("4,{long}");
+    let out = bench(
+        &model,
+        &["-p", &p, "-n", "4", "-r", "2", "--json", "--profile"],
+    );
+    let r = last_json_line(&out);
+    assert_eq!(r["device"], "cpu");
+    assert_eq!(r["synthetic_weights"], false);
+    assert_eq!(r["prefill_chunk_size"], chunk);
+    assert_eq!(r["max_ctx_len"], ctx);
+    assert!(r["load_ms"].as_f64().expect("load_ms") > 0.0);
+    assert_eq!(r["repetitions"], 2);
+    let prefill = r["prefill"].as_array().expect("prefill");
+    assert_eq!(prefill.len(), 2);
+    check_test(&prefill[0], "pp4", 4, 1);
+    check_test(&prefill[1], &format!("pp{long}"), long, 2);
+    let decode = r["decode"].as_array().expect("decode");
+    assert_eq!(decode.len(), 1);
+    check_test(&decode[0], "tg4", 4, 4);
+    let profile = &decode[0]["profile"];
+    for key in [
+        "step_ms",
+        "graph_build_ms",
+        "submit_ms",
+        "wait_ms",
+        "argmax_ms",
+    ] {
+        assert!(profile[key].as_f64().expect(key) >= 0.0, "{key}: {profile}");
+    }
+    assert!(
+        profile["graph_build_ms"].as_f64().unwrap_or(0.0) > 0.0,
+        "building the graph takes time"
+    );
+    assert!(r["peak_memory_bytes"].as_u64().expect("peak") > 0);
+    assert!(!r["versions"]["mlx"]
+        .as_str()
+        .expect("mlx version")
+        .is_empty());
+    // The declared weight bytes are every named-data blob of the unstripped file (the strip report's sum).
+    let strip = read_json(fixture("tiny_llama_custom_stripped/model.pte.strip.json"));
+    let named = strip["kept_bytes"].as_u64().expect("kept")
+        + strip["removed_bytes"].as_u64().expect("removed");
+    assert_eq!(r["weight_bytes"], named);
+}
+
+#[test]
+fn csv_and_table_outputs() {
+    let model = fixture("tiny_llama_custom/model.pte");
+    let out = bench(&model, &["-p", "4", "-n", "2", "-r", "1", "--csv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "header + pp4 + tg2:\n{stdout}");
+    assert!(lines[0].starts_with("model,device,weights,test,tokens"));
+    assert!(
+        lines[1].contains(",pp4,4,1,") && lines[2].contains(",tg2,2,2,"),
+        "{stdout}"
+    );
+    let table = bench(&model, &["-p", "4", "-n", "2", "-r", "1"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.status.success() && text.contains("| pp4 ") && text.contains("| tg2 "),
+        "{text}"
+    );
+}
+
+#[test]
+fn tests_longer_than_the_context_fail_cleanly() {
+    let ctx = read_json(fixture("tiny_llama_custom/meta.json"))["max_ctx_len"]
+        .as_u64()
+        .expect("ctx");
+    let model = fixture("tiny_llama_custom/model.pte");
+    let p = (ctx + 1).to_string();
+    let out = bench(&model, &["-p", &p, "-n", "1", "-r", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("prompt length {p}")) && err.contains(&ctx.to_string()),
+        "{err}"
+    );
+    // n generated tokens after the 1-token prompt use positions 0..=n.
+    let n = ctx.to_string();
+    let out = bench(&model, &["-p", "1", "-n", &n, "-r", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{} positions", ctx + 1)), "{err}");
+}
+
+#[test]
+fn stripped_export_needs_synthetic_weights() {
+    let model = fixture("tiny_llama_custom_stripped/model.pte");
+    let strip = read_json(fixture("tiny_llama_custom_stripped/model.pte.strip.json"));
+    let removed: Vec<&String> = strip["removed"]
+        .as_object()
+        .expect("removed")
+        .keys()
+        .collect();
+    assert!(!removed.is_empty());
+
+    let out = bench(&model, &["-p", "4", "-n", "2", "-r", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("missing from the program's named data"),
+        "{err}"
+    );
+    assert!(
+        removed.iter().any(|k| err.contains(k.as_str())),
+        "names a removed key: {err}"
+    );
+
+    let out = bench(
+        &model,
+        &[
+            "-p",
+            "4",
+            "-n",
+            "2",
+            "-r",
+            "2",
+            "--synthetic-weights",
+            "--json",
+        ],
+    );
+    let r = last_json_line(&out);
+    assert_eq!(r["synthetic_weights"], true);
+    assert_eq!(r["weights"], "SYNTHETIC WEIGHTS");
+    check_test(&r["prefill"][0], "pp4", 4, 1);
+    check_test(&r["decode"][0], "tg2", 2, 2);
+    // Shapes come from the payload, so the stripped file declares the same weight bytes as the original.
+    let named = strip["kept_bytes"].as_u64().expect("kept")
+        + strip["removed_bytes"].as_u64().expect("removed");
+    assert_eq!(r["weight_bytes"], named);
+
+    let table = bench(
+        &model,
+        &["-p", "4", "-n", "2", "-r", "1", "--synthetic-weights"],
+    );
+    assert!(String::from_utf8_lossy(&table.stdout).contains("SYNTHETIC WEIGHTS"));
+}

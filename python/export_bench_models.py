@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Export the benchmark model shapes with the official exporter, then strip their weights.
+
+Each shape is an HF Llama config with random weights (performance does not depend on the values). The official
+`export_llm_hf` CLI exports it in the custom-component mode (MLX SDPA + MLX KV cache in delegate buffers), then
+`strip_weights.py` removes every named-data blob of 64 KiB or more, so the `.pte` that travels to the GPU machine
+holds the program, the payload graphs, the norms and RoPE tables, and no weights. etmlx runs it there with
+`etmlx bench --synthetic-weights`.
+
+Shapes (names used in docs/benchmarks.md):
+    W0  SmolLM2-135M (the real config from ~/.cache/etmlx/models/smollm2/hf when present)   fp32, bf16, 8w, 4w
+    W1  Llama-3.2-1B (16 layers, d=2048, 32/8 heads, head_dim 64, ffn 8192, vocab 128256, tied) bf16, 8w, 4w
+    W2  Llama-3.1-8B (32 layers, d=4096, 32/8 heads, head_dim 128, ffn 14336, vocab 128256, untied) bf16, 4w
+Quantized variants use `--qlinear 8w|4w --qlinear-group-size 64` (mlx-lm's default group size: 4.5 bits per
+weight for 4-bit); embeddings stay unquantized. Every export uses `--use-custom-sdpa --use-custom-kv-cache
+--max-ctx-len 4096 --prefill-chunk-size 2048`.
+
+Usage (in the exporter venv; exports run one at a time, the machine has 2 cores):
+    python python/export_bench_models.py --out .gpu/models/bench [--only 'W1-(bf16|4w)'] [--keep-full]
+                                         [--max-ctx-len 4096] [--prefill-chunk-size 2048]
+
+Writes OUT/<name>.pte (stripped), OUT/<name>.pte.strip.json (removed keys and bytes) and OUT/manifest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import strip_weights  # noqa: E402
+
+SMOLLM2_HF = Path(os.environ.get("ETMLX_HOME", Path.home() / ".cache/etmlx")) / "models/smollm2/hf"
+
+# SmolLM2-135M's published config, used when the converted model is not cached here.
+SMOLLM2_CONFIG = dict(
+    vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+    num_key_value_heads=3, head_dim=64, max_position_embeddings=8192, rope_theta=100000.0, rms_norm_eps=1e-5,
+    tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2,
+)
+LLAMA32_1B_CONFIG = dict(
+    vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+    num_key_value_heads=8, head_dim=64, max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+    rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                  "original_max_position_embeddings": 8192},
+    tie_word_embeddings=True, bos_token_id=128000, eos_token_id=128001,
+)
+LLAMA31_8B_CONFIG = dict(
+    vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+    num_key_value_heads=8, head_dim=128, max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+    rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                  "original_max_position_embeddings": 8192},
+    tie_word_embeddings=False, bos_token_id=128000, eos_token_id=128001,
+)
+
+# name -> (shape, exporter --dtype, extra exporter flags)
+VARIANTS = {
+    "W0-fp32": ("W0", "fp32", []),
+    "W0-bf16": ("W0", "bf16", []),
+    "W0-8w": ("W0", "bf16", ["--qlinear", "8w", "--qlinear-group-size", "64"]),
+    "W0-4w": ("W0", "bf16", ["--qlinear", "4w", "--qlinear-group-size", "64"]),
+    "W1-bf16": ("W1", "bf16", []),
+    "W1-8w": ("W1", "bf16", ["--qlinear", "8w", "--qlinear-group-size", "64"]),
+    "W1-4w": ("W1", "bf16", ["--qlinear", "4w", "--qlinear-group-size", "64"]),
+    "W2-bf16": ("W2", "bf16", []),
+    "W2-4w": ("W2", "bf16", ["--qlinear", "4w", "--qlinear-group-size", "64"]),
+}
+SHAPE_DESCRIPTIONS = {
+    "W0": "SmolLM2-135M shape (30 layers, d=576, 9/3 heads, head_dim 64, ffn 1536, vocab 49152, tied)",
+    "W1": "Llama-3.2-1B shape (16 layers, d=2048, 32/8 heads, head_dim 64, ffn 8192, vocab 128256, tied)",
+    "W2": "Llama-3.1-8B shape (32 layers, d=4096, 32/8 heads, head_dim 128, ffn 14336, vocab 128256, untied)",
+}
+
+
+def shape_config(shape: str) -> dict:
+    if shape == "W0":
+        if (SMOLLM2_HF / "config.json").exists():
+            cfg = json.loads((SMOLLM2_HF / "config.json").read_text())
+            cfg.pop("_model_name_or_path", None)
+            return cfg
+        return dict(SMOLLM2_CONFIG)
+    return dict(LLAMA32_1B_CONFIG if shape == "W1" else LLAMA31_8B_CONFIG)
+
+
+def write_random_hf_model(shape: str, folder: Path, seed: int) -> dict:
+    """Saves a randomly initialised HF Llama of `shape` in bf16 (built on the meta device, then materialised once)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg_dict = shape_config(shape)
+    cfg_dict.pop("architectures", None)
+    cfg_dict.pop("model_type", None)
+    cfg_dict.pop("transformers_version", None)
+    cfg_dict["dtype"] = "bfloat16"
+    cfg = LlamaConfig(**cfg_dict)
+    with torch.device("meta"):
+        model = LlamaForCausalLM(cfg)
+    model = model.to_empty(device="cpu").to(torch.bfloat16)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.fill_(1.0)
+            else:
+                p.uniform_(-0.05, 0.05, generator=gen)
+    model.tie_weights()
+    model.save_pretrained(folder)
+    n_params = sum(p.numel() for p in model.parameters())
+    del model
+    return {"hf_config": cfg.to_dict(), "parameters": n_params}
+
+
+def versions() -> dict:
+    out = {}
+    for pkg in ("torch", "executorch", "torchao", "transformers"):
+        try:
+            from importlib.metadata import version
+
+            out[pkg] = version(pkg)
+        except Exception:  # a missing package is reported, not fatal
+            out[pkg] = None
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--only", help="regex on variant names (" + ", ".join(VARIANTS) + ")")
+    ap.add_argument("--max-ctx-len", type=int, default=4096)
+    ap.add_argument("--prefill-chunk-size", type=int, default=2048)
+    ap.add_argument("--keep-under", type=int, default=strip_weights.DEFAULT_KEEP_UNDER)
+    ap.add_argument("--keep-full", action="store_true", help="also keep the unstripped .pte (OUT/full/)")
+    ap.add_argument("--work", type=Path, help="scratch folder for HF models and full exports (default: a temp dir)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    only = re.compile(args.only) if args.only else None
+    wanted = [n for n in VARIANTS if only is None or only.search(n)]
+    if not wanted:
+        ap.error("--only matches no variant")
+    args.out.mkdir(parents=True, exist_ok=True)
+    manifest_path = args.out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+
+    work_ctx = tempfile.TemporaryDirectory(prefix="bench-export-") if args.work is None else None
+    work = Path(work_ctx.name) if work_ctx else args.work
+    work.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    try:
+        hf_dirs: dict[str, tuple[Path, dict]] = {}
+        for name in wanted:
+            shape, dtype, flags = VARIANTS[name]
+            if shape not in hf_dirs:
+                # One random HF model per shape at a time keeps the disk and RAM footprint to one shape.
+                for old, _ in hf_dirs.values():
+                    shutil.rmtree(old, ignore_errors=True)
+                hf_dirs.clear()
+                folder = work / f"hf-{shape}"
+                t0 = time.time()
+                info = write_random_hf_model(shape, folder, args.seed)
+                print(f"[bench-export] {shape}: random HF model ({info['parameters']} parameters) in "
+                      f"{time.time() - t0:.0f} s", flush=True)
+                hf_dirs[shape] = (folder, info)
+            folder, info = hf_dirs[shape]
+            full = work / f"{name}.full.pte"
+            cmd = [
+                sys.executable, "-m", "executorch.backends.mlx.examples.llm.export_llm_hf",
+                "--model-id", str(folder), "--output", str(full),
+                "--max-ctx-len", str(args.max_ctx_len), "--prefill-chunk-size", str(args.prefill_chunk_size),
+                "--use-custom-sdpa", "--use-custom-kv-cache", "--dtype", dtype, *flags,
+            ]
+            t0 = time.time()
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            export_s = time.time() - t0
+            if res.returncode != 0 or not full.exists():
+                print(f"[bench-export] {name}: export FAILED after {export_s:.0f} s\n{res.stderr[-3000:]}", flush=True)
+                manifest[name] = {"failed": True, "stderr_tail": res.stderr[-3000:]}
+                failures += 1
+                continue
+            dst = args.out / f"{name}.pte"
+            report = strip_weights.strip_file(full, dst, args.keep_under)
+            (args.out / f"{name}.pte.strip.json").write_text(json.dumps(report, indent=2) + "\n")
+            if args.keep_full:
+                (args.out / "full").mkdir(exist_ok=True)
+                shutil.move(str(full), args.out / "full" / f"{name}.pte")
+            else:
+                full.unlink()
+            manifest[name] = {
+                "shape": shape,
+                "description": SHAPE_DESCRIPTIONS[shape],
+                "dtype": dtype,
+                "flags": flags,
+                "synthetic_weights_required": True,
+                "export_command": " ".join(["python", *cmd[1:4], f"<random {shape} HF folder>", *cmd[5:6],
+                                            f"{name}.full.pte", *cmd[7:]]),
+                "hf_config": info["hf_config"],
+                "parameters": info["parameters"],
+                "full_pte_bytes": report["source_bytes"],
+                "stripped_pte_bytes": report["output_bytes"],
+                "removed_named_data_bytes": report["removed_bytes"],
+                "kept_named_data_bytes": report["kept_bytes"],
+                "export_seconds": round(export_s, 1),
+                "versions": versions(),
+                "max_ctx_len": args.max_ctx_len,
+                "prefill_chunk_size": args.prefill_chunk_size,
+            }
+            manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+            print(f"[bench-export] {name}: exported in {export_s:.0f} s, {report['source_bytes']} bytes -> "
+                  f"{dst} ({report['output_bytes']} bytes)", flush=True)
+    finally:
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        if work_ctx:
+            work_ctx.cleanup()
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
