@@ -49,15 +49,20 @@ pub fn quantized_matmul(
         bits,
         mode,
     };
-    let r = ops::quantized_matmul(
-        cx.get(x)?,
-        cx.get(w)?,
-        cx.get(scales)?,
-        cx.get_opt(biases)?,
-        transpose,
-        &quant,
-        cx.s(),
-    )?;
+    let (xa, wa, sa, ba, s) = (cx.get(x)?, cx.get(w)?, cx.get(scales)?, cx.get_opt(biases)?, cx.s());
+    // MLX 0.32.4's CUDA quantized matmul gives wrong results when each weight row is a single
+    // quantization group (official suite on an H100: int4 with in_features == group_size, bf16).
+    // Such layers are tiny, so they take the always-correct dequantize + matmul path there.
+    let one_group_per_row = transpose && sa.shape().last() == Some(&1);
+    let r = if cx.on_cuda() && one_group_per_row {
+        let dense = ops::dequantize(wa, sa, ba, &quant, None, Some(xa.dtype()), s)?;
+        let rank = dense.ndim() as i32;
+        let mut perm: Vec<i32> = (0..rank).collect();
+        perm.swap((rank - 1) as usize, (rank - 2) as usize);
+        ops::matmul(xa, &ops::transpose(&dense, &perm, s)?, s)?
+    } else {
+        ops::quantized_matmul(xa, wa, sa, ba, transpose, &quant, s)?
+    };
     cx.set(out, r)
 }
 
