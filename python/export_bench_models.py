@@ -20,6 +20,12 @@ Usage (in the exporter venv; exports run one at a time, the machine has 2 cores)
                                          [--max-ctx-len 4096] [--prefill-chunk-size 2048]
 
 Writes OUT/<name>.pte (stripped), OUT/<name>.pte.strip.json (removed keys and bytes) and OUT/manifest.json.
+
+Memory: W2 in bf16 is 16 GB of weights, and the exporter copies every weight into its named-data store (a second
+16 GB) before serializing. For W2 every weight of a given shape therefore gets the same random values: the official
+NamedDataStore keeps one buffer per distinct content, so the export holds ~1.3 GB of named data besides the model.
+The stripped program is the same as with distinct values (constants stay separate keys). Child processes run with
+oom_score_adj 1000 so that, on a shared machine, the kernel picks them first if memory runs out.
 """
 
 from __future__ import annotations
@@ -90,8 +96,10 @@ def shape_config(shape: str) -> dict:
     return dict(LLAMA32_1B_CONFIG if shape == "W1" else LLAMA31_8B_CONFIG)
 
 
-def write_random_hf_model(shape: str, folder: Path, seed: int) -> dict:
-    """Saves a randomly initialised HF Llama of `shape` in bf16 (built on the meta device, then materialised once)."""
+def write_random_hf_model(shape: str, folder: Path, seed: int, identical_per_shape: bool) -> dict:
+    """Saves a randomly initialised HF Llama of `shape` in bf16 (built on the meta device, then materialised once).
+
+    With `identical_per_shape`, all weights of one shape share the same values (see the module docstring)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -105,17 +113,40 @@ def write_random_hf_model(shape: str, folder: Path, seed: int) -> dict:
         model = LlamaForCausalLM(cfg)
     model = model.to_empty(device="cpu").to(torch.bfloat16)
     gen = torch.Generator().manual_seed(seed)
+    by_shape: dict[tuple, "torch.Tensor"] = {}
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
                 p.fill_(1.0)
+            elif identical_per_shape:
+                key = tuple(p.shape)
+                if key not in by_shape:
+                    by_shape[key] = torch.empty_like(p).uniform_(-0.05, 0.05, generator=gen)
+                p.copy_(by_shape[key])
             else:
                 p.uniform_(-0.05, 0.05, generator=gen)
+    by_shape.clear()
     model.tie_weights()
     model.save_pretrained(folder)
     n_params = sum(p.numel() for p in model.parameters())
     del model
     return {"hf_config": cfg.to_dict(), "parameters": n_params}
+
+
+def lower_oom_priority() -> None:
+    """Makes this process the OOM killer's first choice (raising the score needs no privilege)."""
+    try:
+        Path("/proc/self/oom_score_adj").write_text("1000")
+    except OSError:
+        pass
+
+
+def make_hf_in_child(shape: str, folder: Path, seed: int) -> dict:
+    """Builds the random HF model in a child process, so its memory is returned before the export starts."""
+    info_path = folder.with_suffix(".json")
+    cmd = [sys.executable, __file__, "--make-hf", shape, str(folder), "--seed", str(seed)]
+    subprocess.run(cmd, check=True, preexec_fn=lower_oom_priority)
+    return json.loads(info_path.read_text())
 
 
 def versions() -> dict:
@@ -140,6 +171,15 @@ def main() -> int:
     ap.add_argument("--keep-full", action="store_true", help="also keep the unstripped .pte (OUT/full/)")
     ap.add_argument("--work", type=Path, help="scratch folder for HF models and full exports (default: a temp dir)")
     ap.add_argument("--seed", type=int, default=0)
+    if len(sys.argv) > 1 and sys.argv[1] == "--make-hf":  # internal: the child of make_hf_in_child
+        sub = argparse.ArgumentParser()
+        sub.add_argument("--make-hf", nargs=2, metavar=("SHAPE", "DIR"))
+        sub.add_argument("--seed", type=int, default=0)
+        a = sub.parse_args()
+        shape, folder = a.make_hf[0], Path(a.make_hf[1])
+        info = write_random_hf_model(shape, folder, a.seed, identical_per_shape=(shape == "W2"))
+        folder.with_suffix(".json").write_text(json.dumps(info, default=str))
+        return 0
     args = ap.parse_args()
 
     only = re.compile(args.only) if args.only else None
@@ -165,7 +205,7 @@ def main() -> int:
                 hf_dirs.clear()
                 folder = work / f"hf-{shape}"
                 t0 = time.time()
-                info = write_random_hf_model(shape, folder, args.seed)
+                info = make_hf_in_child(shape, folder, args.seed)
                 print(f"[bench-export] {shape}: random HF model ({info['parameters']} parameters) in "
                       f"{time.time() - t0:.0f} s", flush=True)
                 hf_dirs[shape] = (folder, info)
@@ -178,7 +218,7 @@ def main() -> int:
                 "--use-custom-sdpa", "--use-custom-kv-cache", "--dtype", dtype, *flags,
             ]
             t0 = time.time()
-            res = subprocess.run(cmd, capture_output=True, text=True)
+            res = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=lower_oom_priority)
             export_s = time.time() - t0
             if res.returncode != 0 or not full.exists():
                 print(f"[bench-export] {name}: export FAILED after {export_s:.0f} s\n{res.stderr[-3000:]}", flush=True)
@@ -199,6 +239,7 @@ def main() -> int:
                 "dtype": dtype,
                 "flags": flags,
                 "synthetic_weights_required": True,
+                "identical_weights_per_shape": shape == "W2",
                 "export_command": " ".join(["python", *cmd[1:4], f"<random {shape} HF folder>", *cmd[5:6],
                                             f"{name}.full.pte", *cmd[7:]]),
                 "hf_config": info["hf_config"],
