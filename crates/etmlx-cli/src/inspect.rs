@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use etmlx_pte::{ProgramSummary, Pte, Ptd};
+use etmlx_pte::{ProgramSummary, Ptd, Pte};
 use etmlx_runtime::{HostValue, Program};
 use serde::Serialize;
 
@@ -50,7 +50,9 @@ pub struct MlxPayloadSummary {
 
 pub fn inspect(path: &Path, ptd: Option<&Path>) -> Result<Report> {
     let pte = Pte::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let ptd_file = ptd.map(|p| Ptd::open(p).with_context(|| format!("cannot read {}", p.display()))).transpose()?;
+    let ptd_file = ptd
+        .map(|p| Ptd::open(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
     let named = etmlx_pte::NamedDataMap::new(&pte, ptd_file.as_ref())?;
     let summary = pte.summary();
     let mut problems = Vec::new();
@@ -58,7 +60,10 @@ pub fn inspect(path: &Path, ptd: Option<&Path>) -> Result<Report> {
     for plan in &pte.program().plans {
         for (index, d) in plan.delegates.iter().enumerate() {
             if d.id != etmlx_mlx::BACKEND_ID {
-                problems.push(format!("method '{}': delegate {index} targets unknown backend '{}'", plan.name, d.id));
+                problems.push(format!(
+                    "method '{}': delegate {index} targets unknown backend '{}'",
+                    plan.name, d.id
+                ));
                 continue;
             }
             let parsed = pte
@@ -66,7 +71,9 @@ pub fn inspect(path: &Path, ptd: Option<&Path>) -> Result<Report> {
                 .map_err(anyhow::Error::from)
                 .and_then(|blob| etmlx_mlx::payload::parse(blob).map_err(anyhow::Error::from));
             match parsed {
-                Ok(graph) => mlx_payloads.push(summarize_payload(&plan.name, index, &graph, &named)),
+                Ok(graph) => {
+                    mlx_payloads.push(summarize_payload(&plan.name, index, &graph, &named))
+                }
                 Err(e) => problems.push(format!("method '{}', delegate {index}: {e:#}", plan.name)),
             }
         }
@@ -90,7 +97,8 @@ pub fn inspect(path: &Path, ptd: Option<&Path>) -> Result<Report> {
                 .iter()
                 .map(|op| KernelStatus {
                     operator: op.qualified_name(),
-                    supported: etmlx_runtime::kernels::lookup(&registry, &op.name, &op.overload).is_some(),
+                    supported: etmlx_runtime::kernels::lookup(&registry, &op.name, &op.overload)
+                        .is_some(),
                 })
                 .collect();
             kernels.insert(plan.name.clone(), statuses);
@@ -160,20 +168,39 @@ fn getter_json(values: &[HostValue]) -> serde_json::Value {
 
 pub fn print_human(r: &Report) {
     let p = &r.program;
-    println!("{}: {} bytes, {} segment(s), {} named blob(s) ({} bytes)", r.file, p.file_len, p.segment_count, p.named_data.count, p.named_data.bytes);
+    println!(
+        "{}: {} bytes, {} segment(s), {} named blob(s) ({} bytes)",
+        r.file, p.file_len, p.segment_count, p.named_data.count, p.named_data.bytes
+    );
     for m in p.methods.iter().filter(|m| !m.is_constant_getter) {
-        println!("\nmethod {}  ({} instructions: {})", m.name, m.instruction_count, fmt_counts(&m.instruction_kinds));
+        println!(
+            "\nmethod {}  ({} instructions: {})",
+            m.name,
+            m.instruction_count,
+            fmt_counts(&m.instruction_kinds)
+        );
         for (kind, list) in [("input", &m.inputs), ("output", &m.outputs)] {
             for (i, io) in list.iter().enumerate() {
                 match &io.tensor {
                     Some(t) => println!("  {kind} {i}: {} {:?} {:?}", t.dtype, t.sizes, t.dynamism),
-                    None => println!("  {kind} {i}: {} {}", io.value_type, io.scalar.as_deref().unwrap_or("")),
+                    None => println!(
+                        "  {kind} {i}: {} {}",
+                        io.value_type,
+                        io.scalar.as_deref().unwrap_or("")
+                    ),
                 }
             }
         }
         for (i, d) in m.delegates.iter().enumerate() {
-            println!("  delegate {i}: {} ({} bytes, {} call(s))", d.id, d.blob_size, d.calls);
-            if let Some(s) = r.mlx_payloads.iter().find(|s| s.method == m.name && s.delegate_index == i) {
+            println!(
+                "  delegate {i}: {} ({} bytes, {} call(s))",
+                d.id, d.blob_size, d.calls
+            );
+            if let Some(s) = r
+                .mlx_payloads
+                .iter()
+                .find(|s| s.method == m.name && s.delegate_index == i)
+            {
                 println!(
                     "    MLX payload v{}: {} ops in {} chain(s){}; slots: {} constants ({} bytes), {} inputs, {} outputs, {} mutable buffers ({} bytes), {} temps, {} values",
                     s.version, s.op_count, s.chains, if s.has_init_chain { " + init chain" } else { "" },
@@ -185,7 +212,13 @@ pub fn print_human(r: &Report) {
         if let Some(ks) = r.kernels.get(&m.name) {
             let list: Vec<String> = ks
                 .iter()
-                .map(|k| format!("{}{}", k.operator, if k.supported { "" } else { " (MISSING)" }))
+                .map(|k| {
+                    format!(
+                        "{}{}",
+                        k.operator,
+                        if k.supported { "" } else { " (MISSING)" }
+                    )
+                })
                 .collect();
             println!("  non-delegated operators: {}", list.join(", "));
         }
@@ -204,5 +237,8 @@ pub fn print_human(r: &Report) {
 fn fmt_counts<K: std::fmt::Display>(m: &BTreeMap<K, usize>) -> String {
     let mut v: Vec<(&K, &usize)> = m.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1));
-    v.iter().map(|(k, n)| format!("{k}×{n}")).collect::<Vec<_>>().join(" ")
+    v.iter()
+        .map(|(k, n)| format!("{k}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -42,7 +42,10 @@ pub struct BackendOptions {
 
 impl BackendOptions {
     pub fn set(&mut self, backend: &str, key: &str, value: OptionValue) -> &mut Self {
-        self.per_backend.entry(backend.to_string()).or_default().insert(key.to_string(), value);
+        self.per_backend
+            .entry(backend.to_string())
+            .or_default()
+            .insert(key.to_string(), value);
         self
     }
     pub fn for_backend(&self, backend: &str) -> Option<&BTreeMap<String, OptionValue>> {
@@ -129,18 +132,26 @@ impl DelegateArgs<'_> {
     }
     fn index(&self, i: usize) -> std::result::Result<usize, BackendError> {
         self.args.get(i).copied().ok_or_else(|| {
-            BackendError::new(format!("argument {i} requested but the call has {}", self.args.len()))
+            BackendError::new(format!(
+                "argument {i} requested but the call has {}",
+                self.args.len()
+            ))
         })
     }
     /// The boxed value of argument `i`.
     pub fn value(&self, i: usize) -> std::result::Result<&EValue, BackendError> {
         let idx = self.index(i)?;
-        self.store.values.get(idx).ok_or_else(|| BackendError::new(format!("value {idx} out of range")))
+        self.store
+            .values
+            .get(idx)
+            .ok_or_else(|| BackendError::new(format!("value {idx} out of range")))
     }
     /// Argument `i` as a tensor with its bytes.
     pub fn tensor(&self, i: usize) -> std::result::Result<TensorView<'_>, BackendError> {
         let idx = self.index(i)?;
-        self.store.tensor_view(idx).map_err(|e| BackendError::new(format!("argument {i}: {e}")))
+        self.store
+            .tensor_view(idx)
+            .map_err(|e| BackendError::new(format!("argument {i}: {e}")))
     }
     /// Replaces argument `i` (an Int output) with `value`.
     pub fn set_int(&mut self, i: usize, value: i64) -> std::result::Result<(), BackendError> {
@@ -163,5 +174,8 @@ impl DelegateArgs<'_> {
 }
 
 pub(crate) fn backend_error(backend: &str, e: BackendError) -> RuntimeError {
-    RuntimeError::Backend { backend: backend.to_string(), message: e.0 }
+    RuntimeError::Backend {
+        backend: backend.to_string(),
+        message: e.0,
+    }
 }

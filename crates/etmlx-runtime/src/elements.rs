@@ -46,21 +46,35 @@ pub fn is_supported(dtype: ScalarType) -> bool {
     use ScalarType::*;
     matches!(
         dtype,
-        Byte | Char | Short | Int | Long | Half | Float | Double | Bool | BFloat16 | UInt16 | UInt32 | UInt64
+        Byte | Char
+            | Short
+            | Int
+            | Long
+            | Half
+            | Float
+            | Double
+            | Bool
+            | BFloat16
+            | UInt16
+            | UInt32
+            | UInt64
     )
 }
 
 fn unsupported(dtype: ScalarType) -> RuntimeError {
-    RuntimeError::kernel("element access", format!("dtype {dtype:?} is not supported by portable kernels"))
+    RuntimeError::kernel(
+        "element access",
+        format!("dtype {dtype:?} is not supported by portable kernels"),
+    )
 }
 
 /// Reads element `i` (in storage order) of a buffer of `dtype`.
 pub fn read(dtype: ScalarType, bytes: &[u8], i: usize) -> Result<Scalar> {
     use ScalarType::*;
     let size = dtype.element_size();
-    let b = bytes
-        .get(i * size..(i + 1) * size)
-        .ok_or_else(|| RuntimeError::kernel("element access", format!("element {i} is out of bounds")))?;
+    let b = bytes.get(i * size..(i + 1) * size).ok_or_else(|| {
+        RuntimeError::kernel("element access", format!("element {i} is out of bounds"))
+    })?;
     Ok(match dtype {
         Byte => Scalar::Int(b[0] as i64),
         Char => Scalar::Int(b[0] as i8 as i64),
@@ -83,9 +97,9 @@ pub fn read(dtype: ScalarType, bytes: &[u8], i: usize) -> Result<Scalar> {
 pub fn write(dtype: ScalarType, bytes: &mut [u8], i: usize, value: Scalar) -> Result<()> {
     use ScalarType::*;
     let size = dtype.element_size();
-    let out = bytes
-        .get_mut(i * size..(i + 1) * size)
-        .ok_or_else(|| RuntimeError::kernel("element access", format!("element {i} is out of bounds")))?;
+    let out = bytes.get_mut(i * size..(i + 1) * size).ok_or_else(|| {
+        RuntimeError::kernel("element access", format!("element {i} is out of bounds"))
+    })?;
     match dtype {
         Byte => out[0] = value.as_i64() as u8,
         Char => out[0] = value.as_i64() as i8 as u8,
@@ -113,7 +127,10 @@ mod tests {
     fn round_trips_and_casts_like_cpp() {
         let mut buf = vec![0u8; 8];
         write(ScalarType::Float, &mut buf, 1, Scalar::Float(-2.75)).unwrap();
-        assert_eq!(read(ScalarType::Float, &buf, 1).unwrap(), Scalar::Float(-2.75));
+        assert_eq!(
+            read(ScalarType::Float, &buf, 1).unwrap(),
+            Scalar::Float(-2.75)
+        );
         // float -> int truncates toward zero
         write(ScalarType::Int, &mut buf, 0, Scalar::Float(-2.75)).unwrap();
         assert_eq!(read(ScalarType::Int, &buf, 0).unwrap(), Scalar::Int(-2));
@@ -122,6 +139,9 @@ mod tests {
         // bf16 of 1.0 is 0x3F80
         write(ScalarType::BFloat16, &mut buf, 0, Scalar::Int(1)).unwrap();
         assert_eq!(&buf[0..2], &[0x80, 0x3F]);
-        assert!(read(ScalarType::Long, &buf, 1).is_err(), "out of bounds must be an error");
+        assert!(
+            read(ScalarType::Long, &buf, 1).is_err(),
+            "out of bounds must be an error"
+        );
     }
 }

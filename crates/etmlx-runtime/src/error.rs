@@ -27,10 +27,18 @@ pub enum RuntimeError {
     InvalidInput { index: usize, message: String },
 
     #[error("instruction {pc} ({what}): {message}")]
-    Instruction { pc: usize, what: String, message: String },
+    Instruction {
+        pc: usize,
+        what: String,
+        message: String,
+    },
 
     #[error("tensor of {dtype:?} with sizes {sizes:?} does not fit its bound {bound:?}")]
-    ResizeOutOfBounds { dtype: ScalarType, sizes: Vec<i64>, bound: Vec<i64> },
+    ResizeOutOfBounds {
+        dtype: ScalarType,
+        sizes: Vec<i64>,
+        bound: Vec<i64>,
+    },
 
     #[error("planned memory: {0}")]
     Memory(String),
@@ -46,6 +54,9 @@ pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
 impl RuntimeError {
     pub(crate) fn kernel(op: &str, message: impl Into<String>) -> Self {
-        RuntimeError::Kernel { op: op.to_string(), message: message.into() }
+        RuntimeError::Kernel {
+            op: op.to_string(),
+            message: message.into(),
+        }
     }
 }

@@ -21,10 +21,12 @@ pub struct ValueStore {
 
 impl ValueStore {
     pub(crate) fn get(&self, idx: usize) -> Result<&EValue> {
-        self.values.get(idx).ok_or_else(|| RuntimeError::InvalidValue {
-            index: idx,
-            message: format!("out of range (the method has {} values)", self.values.len()),
-        })
+        self.values
+            .get(idx)
+            .ok_or_else(|| RuntimeError::InvalidValue {
+                index: idx,
+                message: format!("out of range (the method has {} values)", self.values.len()),
+            })
     }
 
     pub(crate) fn tensor(&self, idx: usize) -> Result<&Tensor> {
@@ -44,7 +46,10 @@ impl ValueStore {
                 index: idx,
                 message: format!("expected a Tensor, found {}", other.kind()),
             }),
-            None => Err(RuntimeError::InvalidValue { index: idx, message: "out of range".into() }),
+            None => Err(RuntimeError::InvalidValue {
+                index: idx,
+                message: "out of range".into(),
+            }),
         }
     }
 
@@ -95,7 +100,9 @@ impl ValueStore {
                     .arenas
                     .get_mut(arena)
                     .and_then(|a| a.get_mut(offset..offset + n))
-                    .ok_or_else(|| RuntimeError::Memory(format!("arena {arena} slice out of range")))?;
+                    .ok_or_else(|| {
+                        RuntimeError::Memory(format!("arena {arena} slice out of range"))
+                    })?;
                 dst.copy_from_slice(bytes);
             }
             Storage::Owned(_) | Storage::Empty => t.storage = Storage::Owned(bytes.to_vec()),
@@ -117,7 +124,10 @@ impl ValueStore {
                 .and_then(|a| a.get_mut(offset..offset + n))
                 .ok_or_else(|| RuntimeError::Memory(format!("arena {arena} slice out of range")));
         }
-        let Some(EValue::Tensor(Tensor { storage: Storage::Owned(bytes), .. })) = self.values.get_mut(idx)
+        let Some(EValue::Tensor(Tensor {
+            storage: Storage::Owned(bytes),
+            ..
+        })) = self.values.get_mut(idx)
         else {
             unreachable!("owned storage was ensured above")
         };
@@ -150,8 +160,14 @@ pub struct HostTensor {
 impl HostTensor {
     pub fn new(dtype: ScalarType, sizes: Vec<i64>, bytes: Vec<u8>) -> Result<Self> {
         let t = Tensor::from_bytes(dtype, sizes.clone(), bytes)?;
-        let Storage::Owned(bytes) = t.storage else { unreachable!("from_bytes owns its bytes") };
-        Ok(HostTensor { dtype, sizes, bytes })
+        let Storage::Owned(bytes) = t.storage else {
+            unreachable!("from_bytes owns its bytes")
+        };
+        Ok(HostTensor {
+            dtype,
+            sizes,
+            bytes,
+        })
     }
     pub fn numel(&self) -> usize {
         self.sizes.iter().map(|&d| d as usize).product()
@@ -209,25 +225,35 @@ impl Method {
 
     /// The declared input value (its dtype, bound and dynamism), for callers that build inputs.
     pub fn input_meta(&self, i: usize) -> Result<&EValue> {
-        let idx = *self.inputs.get(i).ok_or_else(|| RuntimeError::InvalidInput {
-            index: i,
-            message: format!("the method has {} inputs", self.inputs.len()),
-        })?;
+        let idx = *self
+            .inputs
+            .get(i)
+            .ok_or_else(|| RuntimeError::InvalidInput {
+                index: i,
+                message: format!("the method has {} inputs", self.inputs.len()),
+            })?;
         self.store.get(idx)
     }
 
     /// Sets input `i`, with ExecuTorch's rules: the kind and dtype must match the declaration, a
     /// tensor is resized within its bound and copied, a scalar must equal the value traced at export.
     pub fn set_input(&mut self, i: usize, value: &HostValue) -> Result<()> {
-        let idx = *self.inputs.get(i).ok_or_else(|| RuntimeError::InvalidInput {
-            index: i,
-            message: format!("the method has {} inputs", self.inputs.len()),
-        })?;
+        let idx = *self
+            .inputs
+            .get(i)
+            .ok_or_else(|| RuntimeError::InvalidInput {
+                index: i,
+                message: format!("the method has {} inputs", self.inputs.len()),
+            })?;
         let bad = |message: String| RuntimeError::InvalidInput { index: i, message };
         match (self.store.get(idx)?.clone(), value) {
             (EValue::Tensor(t), HostValue::Tensor(h)) => {
                 if t.dtype() != h.dtype {
-                    return Err(bad(format!("expected dtype {:?}, got {:?}", t.dtype(), h.dtype)));
+                    return Err(bad(format!(
+                        "expected dtype {:?}, got {:?}",
+                        t.dtype(),
+                        h.dtype
+                    )));
                 }
                 if t.dim() != h.sizes.len() {
                     return Err(bad(format!(
@@ -239,7 +265,13 @@ impl Method {
                 }
                 self.store
                     .write_tensor(idx, &h.sizes, &h.bytes)
-                    .map_err(|e| bad(format!("sizes {:?} do not fit {}: {e}", h.sizes, t_bound(&t))))
+                    .map_err(|e| {
+                        bad(format!(
+                            "sizes {:?} do not fit {}: {e}",
+                            h.sizes,
+                            t_bound(&t)
+                        ))
+                    })
             }
             (EValue::Int(expected), HostValue::Int(v)) if expected == *v => Ok(()),
             (EValue::Bool(expected), HostValue::Bool(v)) if expected == *v => Ok(()),
@@ -277,23 +309,31 @@ impl Method {
                 }
                 Step::Delegate { delegate, args } => {
                     let d = &mut self.delegates[*delegate];
-                    let mut call = DelegateArgs { store: &mut self.store, args };
-                    d.handle.execute(&mut call).map_err(|e| RuntimeError::Instruction {
-                        pc,
-                        what: format!("delegate {delegate} ({})", d.backend_id),
-                        message: backend_error(&d.backend_id, e).to_string(),
-                    })?;
+                    let mut call = DelegateArgs {
+                        store: &mut self.store,
+                        args,
+                    };
+                    d.handle
+                        .execute(&mut call)
+                        .map_err(|e| RuntimeError::Instruction {
+                            pc,
+                            what: format!("delegate {delegate} ({})", d.backend_id),
+                            message: backend_error(&d.backend_id, e).to_string(),
+                        })?;
                 }
                 Step::Move { from, to } => {
                     let v = self.store.get(*from)?.clone();
                     self.store.values[*to] = v;
                 }
                 Step::JumpFalse { cond, destination } => {
-                    if !self.condition(*cond).map_err(|e| RuntimeError::Instruction {
-                        pc,
-                        what: "jump_false".into(),
-                        message: e.to_string(),
-                    })? {
+                    if !self
+                        .condition(*cond)
+                        .map_err(|e| RuntimeError::Instruction {
+                            pc,
+                            what: "jump_false".into(),
+                            message: e.to_string(),
+                        })?
+                    {
                         next = *destination;
                     }
                 }
@@ -320,17 +360,26 @@ impl Method {
             }
             other => Err(RuntimeError::InvalidValue {
                 index: idx,
-                message: format!("a jump condition must be Bool or a bool tensor, found {}", other.kind()),
+                message: format!(
+                    "a jump condition must be Bool or a bool tensor, found {}",
+                    other.kind()
+                ),
             }),
         }
     }
 
     /// Output `i` copied to the host (tensors in row-major order).
     pub fn output(&self, i: usize) -> Result<HostValue> {
-        let idx = *self.outputs.get(i).ok_or_else(|| RuntimeError::InvalidValue {
-            index: i,
-            message: format!("output {i} requested but the method has {}", self.outputs.len()),
-        })?;
+        let idx = *self
+            .outputs
+            .get(i)
+            .ok_or_else(|| RuntimeError::InvalidValue {
+                index: i,
+                message: format!(
+                    "output {i} requested but the method has {}",
+                    self.outputs.len()
+                ),
+            })?;
         self.host_value(idx)
     }
 
@@ -348,7 +397,11 @@ impl Method {
                 } else {
                     crate::kernels::to_contiguous(t, bytes)?
                 };
-                HostValue::Tensor(HostTensor { dtype: t.dtype(), sizes: t.sizes().to_vec(), bytes })
+                HostValue::Tensor(HostTensor {
+                    dtype: t.dtype(),
+                    sizes: t.sizes().to_vec(),
+                    bytes,
+                })
             }
             EValue::Int(v) => HostValue::Int(*v),
             EValue::Double(v) => HostValue::Double(*v),

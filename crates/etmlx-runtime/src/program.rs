@@ -5,11 +5,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use etmlx_pte::{Instruction, Pte, Ptd, TensorData, TensorKind, Value};
+use etmlx_pte::{Instruction, Ptd, Pte, TensorData, TensorKind, Value};
 
-use crate::backend::{
-    Backend, BackendInitContext, BackendOptions, BackendRegistry, NamedDataMap,
-};
+use crate::backend::{Backend, BackendInitContext, BackendOptions, BackendRegistry, NamedDataMap};
 use crate::error::{Result, RuntimeError};
 use crate::evalue::EValue;
 use crate::kernels;
@@ -110,7 +108,10 @@ impl Program {
         let plan = self.plan(name)?;
         let missing = self.missing_kernels(name)?;
         if !missing.is_empty() {
-            return Err(RuntimeError::MissingKernels { method: name.to_string(), missing: missing.join(", ") });
+            return Err(RuntimeError::MissingKernels {
+                method: name.to_string(),
+                missing: missing.join(", "),
+            });
         }
 
         let mut arenas = Vec::new();
@@ -122,7 +123,9 @@ impl Program {
             }
             let mut arena = Vec::new();
             arena.try_reserve_exact(size as usize).map_err(|_| {
-                RuntimeError::Memory(format!("cannot allocate planned buffer {id} of {size} bytes"))
+                RuntimeError::Memory(format!(
+                    "cannot allocate planned buffer {id} of {size} bytes"
+                ))
             })?;
             arena.resize(size as usize, 0u8);
             arenas.push(arena);
@@ -130,9 +133,11 @@ impl Program {
 
         let mut values = Vec::with_capacity(plan.values.len());
         for (index, value) in plan.values.iter().enumerate() {
-            values.push(self.materialize(value, &mut arenas).map_err(|e| RuntimeError::InvalidValue {
-                index,
-                message: e.to_string(),
+            values.push(self.materialize(value, &mut arenas).map_err(|e| {
+                RuntimeError::InvalidValue {
+                    index,
+                    message: e.to_string(),
+                }
             })?);
         }
 
@@ -153,8 +158,11 @@ impl Program {
                 RuntimeError::MissingBackend(d.id.clone(), self.backends.ids().join(", "))
             })?;
             let blob = self.pte.delegate_blob(d)?;
-            let specs: Vec<(String, Vec<u8>)> =
-                d.compile_specs.iter().map(|s| (s.key.clone(), s.value.clone())).collect();
+            let specs: Vec<(String, Vec<u8>)> = d
+                .compile_specs
+                .iter()
+                .map(|s| (s.key.clone(), s.value.clone()))
+                .collect();
             let empty = Default::default();
             let ctx = BackendInitContext {
                 blob,
@@ -168,7 +176,10 @@ impl Program {
                 backend: d.id.clone(),
                 message: format!("method '{name}', delegate {index}: {e}"),
             })?;
-            delegates.push(LoadedDelegate { backend_id: d.id.clone(), handle });
+            delegates.push(LoadedDelegate {
+                backend_id: d.id.clone(),
+                handle,
+            });
         }
 
         // ExecuTorch runs the first chain; exporters write exactly one.
@@ -203,7 +214,12 @@ impl Program {
             Value::OptionalTensorList(items) => EValue::OptionalTensorList(items.clone()),
             Value::Tensor(info) => {
                 let sizes = info.sizes.iter().map(|&d| d as i64).collect();
-                let mut t = Tensor::new(info.scalar_type, sizes, info.dim_order.clone(), info.dynamism)?;
+                let mut t = Tensor::new(
+                    info.scalar_type,
+                    sizes,
+                    info.dim_order.clone(),
+                    info.dynamism,
+                )?;
                 t.storage = match info.kind() {
                     TensorKind::Constant => Storage::Owned(self.constant_bytes(info)?.to_vec()),
                     TensorKind::Unallocated => Storage::Empty,
@@ -212,8 +228,9 @@ impl Program {
                         let arena = (a.memory_id as usize).checked_sub(1).ok_or_else(|| {
                             RuntimeError::Memory("memory_id 0 is reserved".into())
                         })?;
-                        let offset = usize::try_from(a.offset)
-                            .map_err(|_| RuntimeError::Memory(format!("offset {} too large", a.offset)))?;
+                        let offset = usize::try_from(a.offset).map_err(|_| {
+                            RuntimeError::Memory(format!("offset {} too large", a.offset))
+                        })?;
                         let cap = t.capacity_bytes();
                         let slice = arenas
                             .get_mut(arena)
@@ -251,14 +268,30 @@ impl Program {
 
 fn step_of(instruction: &Instruction) -> Step {
     match instruction {
-        Instruction::KernelCall { op_index, args } => Step::Kernel { op: *op_index, args: args.clone() },
-        Instruction::DelegateCall { delegate_index, args } => {
-            Step::Delegate { delegate: *delegate_index, args: args.clone() }
-        }
-        Instruction::MoveCall { from, to } => Step::Move { from: *from, to: *to },
-        Instruction::JumpFalseCall { cond_value_index, destination_instruction } => {
-            Step::JumpFalse { cond: *cond_value_index, destination: *destination_instruction }
-        }
-        Instruction::FreeCall { value_index } => Step::Free { value: *value_index },
+        Instruction::KernelCall { op_index, args } => Step::Kernel {
+            op: *op_index,
+            args: args.clone(),
+        },
+        Instruction::DelegateCall {
+            delegate_index,
+            args,
+        } => Step::Delegate {
+            delegate: *delegate_index,
+            args: args.clone(),
+        },
+        Instruction::MoveCall { from, to } => Step::Move {
+            from: *from,
+            to: *to,
+        },
+        Instruction::JumpFalseCall {
+            cond_value_index,
+            destination_instruction,
+        } => Step::JumpFalse {
+            cond: *cond_value_index,
+            destination: *destination_instruction,
+        },
+        Instruction::FreeCall { value_index } => Step::Free {
+            value: *value_index,
+        },
     }
 }

@@ -43,10 +43,19 @@ impl Tensor {
         };
         check_dim_order(&dim_order, sizes.len())?;
         if let Some(d) = sizes.iter().find(|&&d| d < 0) {
-            return Err(RuntimeError::Memory(format!("negative dimension {d} in sizes {sizes:?}")));
+            return Err(RuntimeError::Memory(format!(
+                "negative dimension {d} in sizes {sizes:?}"
+            )));
         }
         numel_checked(&sizes, dtype)?;
-        Ok(Tensor { dtype, bound: sizes.clone(), sizes, dim_order, dynamism, storage: Storage::Empty })
+        Ok(Tensor {
+            dtype,
+            bound: sizes.clone(),
+            sizes,
+            dim_order,
+            dynamism,
+            storage: Storage::Empty,
+        })
     }
 
     /// A contiguous tensor that owns `bytes` (whose length must match the shape).
@@ -98,7 +107,10 @@ impl Tensor {
     }
     /// True when the dim order is the identity (row-major contiguous).
     pub fn is_contiguous(&self) -> bool {
-        self.dim_order.iter().enumerate().all(|(i, &d)| d as usize == i)
+        self.dim_order
+            .iter()
+            .enumerate()
+            .all(|(i, &d)| d as usize == i)
     }
 
     /// Element strides (in elements) derived from sizes and dim order, as ExecuTorch does.
@@ -131,7 +143,8 @@ impl Tensor {
             }
             ShapeDynamism::DynamicUnbound => {
                 let needed = numel_checked(new_sizes, self.dtype)? * self.dtype.element_size();
-                if matches!(self.storage, Storage::Planned { .. }) && needed > self.capacity_bytes() {
+                if matches!(self.storage, Storage::Planned { .. }) && needed > self.capacity_bytes()
+                {
                     return Err(out_of_bounds());
                 }
             }
@@ -162,12 +175,16 @@ pub fn strides_for(sizes: &[i64], dim_order: &[u8]) -> Vec<i64> {
 fn check_dim_order(dim_order: &[u8], rank: usize) -> Result<()> {
     let mut seen = vec![false; rank];
     if dim_order.len() != rank {
-        return Err(RuntimeError::Memory(format!("dim order {dim_order:?} does not have rank {rank}")));
+        return Err(RuntimeError::Memory(format!(
+            "dim order {dim_order:?} does not have rank {rank}"
+        )));
     }
     for &d in dim_order {
         let d = d as usize;
         if d >= rank || std::mem::replace(&mut seen[d], true) {
-            return Err(RuntimeError::Memory(format!("dim order {dim_order:?} is not a permutation")));
+            return Err(RuntimeError::Memory(format!(
+                "dim order {dim_order:?} is not a permutation"
+            )));
         }
     }
     Ok(())

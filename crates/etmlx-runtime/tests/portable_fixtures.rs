@@ -8,7 +8,9 @@ use etmlx_runtime::io::bin;
 use etmlx_runtime::{HostValue, Program, RuntimeError};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
 }
 
 #[test]
@@ -26,7 +28,9 @@ fn portable_only_matches_pytorch_exactly() {
     let outputs = method.outputs().unwrap();
     assert_eq!(outputs.len(), expected.len());
     for (got, want) in outputs.iter().zip(&expected) {
-        let HostValue::Tensor(got) = got else { panic!("output is not a tensor: {got:?}") };
+        let HostValue::Tensor(got) = got else {
+            panic!("output is not a tensor: {got:?}")
+        };
         assert_eq!(got, want, "tolerance is exact (atol 0) for this fixture");
     }
     // Running again gives the same results (the planned buffers are reused).
@@ -45,10 +49,18 @@ fn wrong_inputs_are_clear_errors() {
     let mut wrong = inputs[0].clone();
     wrong.dtype = etmlx_runtime::ScalarType::Int;
     let err = method.set_input(0, &HostValue::Tensor(wrong)).unwrap_err();
-    assert!(matches!(err, RuntimeError::InvalidInput { index: 0, .. }), "{err}");
+    assert!(
+        matches!(err, RuntimeError::InvalidInput { index: 0, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("dtype"), "{err}");
     // Batch dimension above the export bound of 8.
-    let big = etmlx_runtime::HostTensor::new(etmlx_runtime::ScalarType::Float, vec![9, 6], vec![0; 9 * 6 * 4]).unwrap();
+    let big = etmlx_runtime::HostTensor::new(
+        etmlx_runtime::ScalarType::Float,
+        vec![9, 6],
+        vec![0; 9 * 6 * 4],
+    )
+    .unwrap();
     let err = method.set_input(0, &HostValue::Tensor(big)).unwrap_err();
     assert!(err.to_string().contains("do not fit"), "{err}");
     // Index past the inputs.
@@ -59,7 +71,13 @@ fn wrong_inputs_are_clear_errors() {
 fn delegated_methods_need_a_registered_backend() {
     let program = Program::open(fixture("add").join("model.pte"), None).unwrap();
     let err = program.load_method("forward").unwrap_err();
-    assert!(matches!(err, RuntimeError::MissingBackend(ref id, _) if id == "MLXBackend"), "{err}");
+    assert!(
+        matches!(err, RuntimeError::MissingBackend(ref id, _) if id == "MLXBackend"),
+        "{err}"
+    );
     let err = program.load_method("nope").unwrap_err();
-    assert!(err.to_string().contains("forward"), "lists the available methods: {err}");
+    assert!(
+        err.to_string().contains("forward"),
+        "lists the available methods: {err}"
+    );
 }

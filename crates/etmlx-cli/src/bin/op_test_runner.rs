@@ -11,7 +11,10 @@ use clap::Parser;
 use etmlx_runtime::{io::bin, HostValue};
 
 #[derive(Parser, Debug)]
-#[command(name = "op_test_runner", about = "Run one MLX-delegated .pte op test (ExecuTorch op_test_runner contract)")]
+#[command(
+    name = "op_test_runner",
+    about = "Run one MLX-delegated .pte op test (ExecuTorch op_test_runner contract)"
+)]
 struct Args {
     /// The .pte program.
     #[arg(long)]
@@ -44,7 +47,11 @@ fn main() -> ExitCode {
             use clap::error::ErrorKind;
             let is_help = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
             let _ = e.print();
-            return if is_help { ExitCode::SUCCESS } else { ExitCode::from(1) };
+            return if is_help {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
         }
     };
     match run(&args) {
@@ -63,11 +70,19 @@ fn run(args: &Args) -> Result<()> {
     let mut options = etmlx_runtime::BackendOptions::default();
     if args.allow_custom_kernels {
         let key = etmlx_mlx::backend::option_keys::ALLOW_CUSTOM_KERNELS;
-        options.set(etmlx_mlx::BACKEND_ID, key, etmlx_runtime::OptionValue::Bool(true));
+        options.set(
+            etmlx_mlx::BACKEND_ID,
+            key,
+            etmlx_runtime::OptionValue::Bool(true),
+        );
     }
     if let Some(device) = &args.device {
         let key = etmlx_mlx::backend::option_keys::DEVICE;
-        options.set(etmlx_mlx::BACKEND_ID, key, etmlx_runtime::OptionValue::Str(device.clone()));
+        options.set(
+            etmlx_mlx::BACKEND_ID,
+            key,
+            etmlx_runtime::OptionValue::Str(device.clone()),
+        );
     }
     if let Some(spec) = &args.kv_cache {
         let spec: etmlx_mlx::KvCacheSpec = spec.parse().context("--kv-cache")?;
@@ -75,9 +90,15 @@ fn run(args: &Args) -> Result<()> {
     }
     let program = etmlx_cli::open_program(&args.pte, None, options)?;
     let mut method = program.load_method("forward")?;
-    let inputs = bin::read_file(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let inputs =
+        bin::read_file(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
     if inputs.len() != method.num_inputs() {
-        bail!("{} has {} tensors but `forward` takes {} inputs", args.input.display(), inputs.len(), method.num_inputs());
+        bail!(
+            "{} has {} tensors but `forward` takes {} inputs",
+            args.input.display(),
+            inputs.len(),
+            method.num_inputs()
+        );
     }
     for (i, t) in inputs.into_iter().enumerate() {
         method.set_input(i, &HostValue::Tensor(t))?;
@@ -93,6 +114,7 @@ fn run(args: &Args) -> Result<()> {
             other => bail!("output {i} is not a tensor ({other:?})"),
         }
     }
-    bin::write_file(&args.output, &outputs).with_context(|| format!("writing {}", args.output.display()))?;
+    bin::write_file(&args.output, &outputs)
+        .with_context(|| format!("writing {}", args.output.display()))?;
     Ok(())
 }

@@ -49,7 +49,13 @@ pub fn quantized_matmul(
         bits,
         mode,
     };
-    let (xa, wa, sa, ba, s) = (cx.get(x)?, cx.get(w)?, cx.get(scales)?, cx.get_opt(biases)?, cx.s());
+    let (xa, wa, sa, ba, s) = (
+        cx.get(x)?,
+        cx.get(w)?,
+        cx.get(scales)?,
+        cx.get_opt(biases)?,
+        cx.s(),
+    );
     // MLX 0.32.4's CUDA quantized matmul gives wrong results when each weight row is a single
     // quantization group (official suite on an H100: int4 with in_features == group_size, bf16).
     // Such layers are tiny, so they take the always-correct dequantize + matmul path there.

@@ -46,22 +46,33 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], TensorFileError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            TensorFileError::Malformed {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| TensorFileError::Malformed {
                 format: FORMAT,
                 offset: self.pos,
-                message: format!("truncated: {what} needs {n} bytes, {} left", self.bytes.len() - self.pos),
-            }
-        })?;
+                message: format!(
+                    "truncated: {what} needs {n} bytes, {} left",
+                    self.bytes.len() - self.pos
+                ),
+            })?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)
     }
     fn u32(&mut self, what: &str) -> Result<u32, TensorFileError> {
-        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4 bytes"),
+        ))
     }
     fn malformed(&self, message: String) -> TensorFileError {
-        TensorFileError::Malformed { format: FORMAT, offset: self.pos, message }
+        TensorFileError::Malformed {
+            format: FORMAT,
+            offset: self.pos,
+            message,
+        }
     }
 }
 
@@ -70,7 +81,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<HostTensor>, TensorFileError> {
     let mut r = Reader { bytes, pos: 0 };
     let count = r.u32("tensor count")?;
     if count > MAX_TENSORS {
-        return Err(r.malformed(format!("{count} tensors exceeds the limit of {MAX_TENSORS}")));
+        return Err(r.malformed(format!(
+            "{count} tensors exceeds the limit of {MAX_TENSORS}"
+        )));
     }
     let mut tensors = Vec::with_capacity(count as usize);
     for i in 0..count {
@@ -97,10 +110,17 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<HostTensor>, TensorFileError> {
             .checked_mul(dtype.element_size())
             .ok_or_else(|| r.malformed(format!("tensor {i}: byte size overflows")))?;
         let data = r.take(nbytes, "tensor data")?.to_vec();
-        tensors.push(HostTensor { dtype, sizes, bytes: data });
+        tensors.push(HostTensor {
+            dtype,
+            sizes,
+            bytes: data,
+        });
     }
     if r.pos != bytes.len() {
-        return Err(r.malformed(format!("{} trailing bytes after {count} tensors", bytes.len() - r.pos)));
+        return Err(r.malformed(format!(
+            "{} trailing bytes after {count} tensors",
+            bytes.len() - r.pos
+        )));
     }
     Ok(tensors)
 }
@@ -110,8 +130,10 @@ pub fn serialize(tensors: &[HostTensor]) -> Result<Vec<u8>, TensorFileError> {
     let mut out = Vec::new();
     out.extend_from_slice(&(tensors.len() as u32).to_le_bytes());
     for t in tensors {
-        let code = dtype_code(t.dtype)
-            .ok_or(TensorFileError::UnsupportedDtype { format: FORMAT, dtype: t.dtype })?;
+        let code = dtype_code(t.dtype).ok_or(TensorFileError::UnsupportedDtype {
+            format: FORMAT,
+            dtype: t.dtype,
+        })?;
         out.extend_from_slice(&code.to_le_bytes());
         out.extend_from_slice(&(t.sizes.len() as u32).to_le_bytes());
         for &d in &t.sizes {
@@ -161,7 +183,9 @@ mod tests {
         assert!(parse(&[0xff, 0xff, 0xff, 0xff]).is_err());
         let bad_dtype = [1, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0];
         assert!(parse(&bad_dtype).is_err());
-        let huge = [1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0x7f];
+        let huge = [
+            1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0x7f,
+        ];
         assert!(parse(&huge).is_err());
     }
 }

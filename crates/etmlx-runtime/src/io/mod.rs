@@ -9,7 +9,14 @@ pub enum TensorFileError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("malformed {format} data at byte {offset}: {message}")]
-    Malformed { format: &'static str, offset: usize, message: String },
+    Malformed {
+        format: &'static str,
+        offset: usize,
+        message: String,
+    },
     #[error("{format} cannot hold a {dtype} tensor")]
-    UnsupportedDtype { format: &'static str, dtype: etmlx_pte::ScalarType },
+    UnsupportedDtype {
+        format: &'static str,
+        dtype: etmlx_pte::ScalarType,
+    },
 }

@@ -13,7 +13,11 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 const MAX_HEADER: usize = 1 << 20;
 
 fn malformed(offset: usize, message: impl Into<String>) -> TensorFileError {
-    TensorFileError::Malformed { format: FORMAT, offset, message: message.into() }
+    TensorFileError::Malformed {
+        format: FORMAT,
+        offset,
+        message: message.into(),
+    }
 }
 
 /// The `.npy` descr of a dtype. bfloat16 has no NumPy type and is written as float32 by callers.
@@ -63,29 +67,44 @@ pub fn parse(bytes: &[u8]) -> Result<HostTensor, TensorFileError> {
     let (header_len, header_start) = match major {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 => {
-            let b = bytes.get(8..12).ok_or_else(|| malformed(8, "truncated header length"))?;
-            (u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize, 12)
+            let b = bytes
+                .get(8..12)
+                .ok_or_else(|| malformed(8, "truncated header length"))?;
+            (
+                u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize,
+                12,
+            )
         }
         v => return Err(malformed(6, format!("unsupported format version {v}"))),
     };
     if header_len > MAX_HEADER {
-        return Err(malformed(8, format!("header of {header_len} bytes is too large")));
+        return Err(malformed(
+            8,
+            format!("header of {header_len} bytes is too large"),
+        ));
     }
     let header = bytes
         .get(header_start..header_start + header_len)
         .ok_or_else(|| malformed(header_start, "truncated header"))?;
-    let header = std::str::from_utf8(header).map_err(|_| malformed(header_start, "header is not UTF-8"))?;
+    let header =
+        std::str::from_utf8(header).map_err(|_| malformed(header_start, "header is not UTF-8"))?;
     let descr = dict_value(header, "descr")
         .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
         .ok_or_else(|| malformed(header_start, "header has no 'descr'"))?;
     let dtype = dtype_from_descr(&descr)
         .ok_or_else(|| malformed(header_start, format!("unsupported dtype '{descr}'")))?;
     if dict_value(header, "fortran_order").map(|v| v.trim().starts_with("True")) == Some(true) {
-        return Err(malformed(header_start, "Fortran-order arrays are not supported; save with C order"));
+        return Err(malformed(
+            header_start,
+            "Fortran-order arrays are not supported; save with C order",
+        ));
     }
-    let shape = dict_value(header, "shape").ok_or_else(|| malformed(header_start, "header has no 'shape'"))?;
+    let shape = dict_value(header, "shape")
+        .ok_or_else(|| malformed(header_start, "header has no 'shape'"))?;
     let shape = shape.trim().trim_start_matches('(');
-    let shape = &shape[..shape.find(')').ok_or_else(|| malformed(header_start, "unterminated shape"))?];
+    let shape = &shape[..shape
+        .find(')')
+        .ok_or_else(|| malformed(header_start, "unterminated shape"))?];
     let sizes: Vec<i64> = shape
         .split(',')
         .map(str::trim)
@@ -101,15 +120,24 @@ pub fn parse(bytes: &[u8]) -> Result<HostTensor, TensorFileError> {
         .checked_mul(dtype.element_size())
         .ok_or_else(|| malformed(header_start, "shape overflows"))?;
     let data_start = header_start + header_len;
-    let data = bytes
-        .get(data_start..data_start + nbytes)
-        .ok_or_else(|| malformed(data_start, format!("expected {nbytes} data bytes, file is shorter")))?;
-    Ok(HostTensor { dtype, sizes, bytes: data.to_vec() })
+    let data = bytes.get(data_start..data_start + nbytes).ok_or_else(|| {
+        malformed(
+            data_start,
+            format!("expected {nbytes} data bytes, file is shorter"),
+        )
+    })?;
+    Ok(HostTensor {
+        dtype,
+        sizes,
+        bytes: data.to_vec(),
+    })
 }
 
 /// The text after `'key':` up to the next top-level comma (shape tuples keep their commas).
 fn dict_value<'h>(header: &'h str, key: &str) -> Option<&'h str> {
-    let at = header.find(&format!("'{key}'")).or_else(|| header.find(&format!("\"{key}\"")))?;
+    let at = header
+        .find(&format!("'{key}'"))
+        .or_else(|| header.find(&format!("\"{key}\"")))?;
     let rest = &header[at + key.len() + 2..];
     let rest = rest.trim_start().strip_prefix(':')?;
     let mut depth = 0;
@@ -126,10 +154,20 @@ fn dict_value<'h>(header: &'h str, key: &str) -> Option<&'h str> {
 
 /// Serialises a tensor as `.npy` version 1.0.
 pub fn serialize(t: &HostTensor) -> Result<Vec<u8>, TensorFileError> {
-    let descr = descr(t.dtype).ok_or(TensorFileError::UnsupportedDtype { format: FORMAT, dtype: t.dtype })?;
+    let descr = descr(t.dtype).ok_or(TensorFileError::UnsupportedDtype {
+        format: FORMAT,
+        dtype: t.dtype,
+    })?;
     let shape = match t.sizes.len() {
         1 => format!("({},)", t.sizes[0]),
-        _ => format!("({})", t.sizes.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            t.sizes
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     // Pad so the data starts on a 64-byte boundary, ending the header with a newline.
@@ -165,7 +203,11 @@ mod tests {
         }
         let t = parse(&b).unwrap();
         assert_eq!((t.dtype, t.sizes.clone()), (ScalarType::Int, vec![1, 3]));
-        assert_eq!(serialize(&t).unwrap(), b, "our writer matches numpy's layout byte for byte");
+        assert_eq!(
+            serialize(&t).unwrap(),
+            b,
+            "our writer matches numpy's layout byte for byte"
+        );
         for cut in 0..b.len() {
             assert!(parse(&b[..cut]).is_err());
         }
@@ -175,7 +217,11 @@ mod tests {
     fn scalar_and_vector_shapes() {
         for sizes in [vec![], vec![4]] {
             let n: i64 = sizes.iter().product();
-            let t = HostTensor { dtype: ScalarType::Float, sizes, bytes: vec![0; 4 * n as usize] };
+            let t = HostTensor {
+                dtype: ScalarType::Float,
+                sizes,
+                bytes: vec![0; 4 * n as usize],
+            };
             assert_eq!(parse(&serialize(&t).unwrap()).unwrap(), t);
         }
     }

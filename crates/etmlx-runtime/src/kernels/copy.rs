@@ -11,7 +11,10 @@ use crate::method::ValueStore;
 pub(super) fn register(r: &mut BTreeMap<&'static str, KernelFn>) {
     r.insert("aten::copy_", copy_inplace);
     r.insert("aten::copy.out", copy_out);
-    r.insert("dim_order_ops::_to_dim_order_copy.out", to_dim_order_copy_out);
+    r.insert(
+        "dim_order_ops::_to_dim_order_copy.out",
+        to_dim_order_copy_out,
+    );
     r.insert("dim_order_ops::_clone_dim_order.out", to_dim_order_copy_out);
 }
 
@@ -61,9 +64,15 @@ fn copy_broadcast(store: &mut ValueStore, src: usize, dst: usize, op: &str) -> R
 fn to_dim_order_copy_out(store: &mut ValueStore, args: &[usize]) -> Result<()> {
     const OP: &str = "dim_order_ops::_to_dim_order_copy.out";
     let src = arg(args, 0, OP)?;
-    let out = *args.get(args.len().saturating_sub(2)).filter(|_| args.len() >= 3).ok_or_else(|| {
-        RuntimeError::kernel(OP, format!("expected at least 3 arguments, got {}", args.len()))
-    })?;
+    let out = *args
+        .get(args.len().saturating_sub(2))
+        .filter(|_| args.len() >= 3)
+        .ok_or_else(|| {
+            RuntimeError::kernel(
+                OP,
+                format!("expected at least 3 arguments, got {}", args.len()),
+            )
+        })?;
     let sizes = store.tensor(src)?.sizes().to_vec();
     store.tensor_mut(out)?.resize(&sizes)?;
     if let Some(&dim_order_arg) = args.get(2) {
@@ -71,15 +80,25 @@ fn to_dim_order_copy_out(store: &mut ValueStore, args: &[usize]) -> Result<()> {
             let requested: Result<Vec<i64>> = items
                 .iter()
                 .map(|&i| {
-                    store.get(i)?.as_int().ok_or_else(|| RuntimeError::kernel(OP, "dim_order must hold ints"))
+                    store
+                        .get(i)?
+                        .as_int()
+                        .ok_or_else(|| RuntimeError::kernel(OP, "dim_order must hold ints"))
                 })
                 .collect();
             let requested = requested?;
-            let declared: Vec<i64> = store.tensor(out)?.dim_order().iter().map(|&d| d as i64).collect();
+            let declared: Vec<i64> = store
+                .tensor(out)?
+                .dim_order()
+                .iter()
+                .map(|&d| d as i64)
+                .collect();
             if requested != declared {
                 return Err(RuntimeError::kernel(
                     OP,
-                    format!("dim_order {requested:?} differs from the output's declared {declared:?}"),
+                    format!(
+                        "dim_order {requested:?} differs from the output's declared {declared:?}"
+                    ),
                 ));
             }
         }

@@ -40,16 +40,22 @@ pub fn lookup(
     name: &str,
     overload: &str,
 ) -> Option<KernelFn> {
-    registry.get(operator_key(name, overload).as_str()).copied().or_else(|| match overload {
-        "" => registry.get(format!("{name}.default").as_str()).copied(),
-        "default" => registry.get(name).copied(),
-        _ => None,
-    })
+    registry
+        .get(operator_key(name, overload).as_str())
+        .copied()
+        .or_else(|| match overload {
+            "" => registry.get(format!("{name}.default").as_str()).copied(),
+            "default" => registry.get(name).copied(),
+            _ => None,
+        })
 }
 
 pub(crate) fn arg(args: &[usize], i: usize, op: &str) -> Result<usize> {
     args.get(i).copied().ok_or_else(|| {
-        RuntimeError::kernel(op, format!("expected at least {} arguments, got {}", i + 1, args.len()))
+        RuntimeError::kernel(
+            op,
+            format!("expected at least {} arguments, got {}", i + 1, args.len()),
+        )
     })
 }
 

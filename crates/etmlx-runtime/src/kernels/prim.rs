@@ -17,21 +17,51 @@ pub(super) fn register(r: &mut BTreeMap<&'static str, KernelFn>) {
     r.insert("aten::_local_scalar_dense", local_scalar_dense);
     r.insert("executorch_prim::et_view.default", et_view);
     r.insert("executorch_prim::et_copy_index.tensor", et_copy_index);
-    r.insert("executorch_prim::add.Scalar", |s, a| binary(s, a, "add", BinOp::Add));
-    r.insert("executorch_prim::sub.Scalar", |s, a| binary(s, a, "sub", BinOp::Sub));
-    r.insert("executorch_prim::mul.Scalar", |s, a| binary(s, a, "mul", BinOp::Mul));
-    r.insert("executorch_prim::floordiv.Scalar", |s, a| binary(s, a, "floordiv", BinOp::FloorDiv));
-    r.insert("executorch_prim::floordiv.int", |s, a| binary(s, a, "floordiv", BinOp::FloorDiv));
-    r.insert("executorch_prim::truediv.Scalar", |s, a| binary(s, a, "truediv", BinOp::TrueDiv));
-    r.insert("executorch_prim::mod.Scalar", |s, a| binary(s, a, "mod", BinOp::Mod));
-    r.insert("executorch_prim::mod.int", |s, a| binary(s, a, "mod", BinOp::Mod));
-    r.insert("executorch_prim::sym_max.Scalar", |s, a| binary(s, a, "sym_max", BinOp::Max));
-    r.insert("executorch_prim::sym_min.Scalar", |s, a| binary(s, a, "sym_min", BinOp::Min));
-    r.insert("executorch_prim::eq.Scalar", |s, a| compare(s, a, "eq", |o| o.is_eq()));
-    r.insert("executorch_prim::gt.Scalar", |s, a| compare(s, a, "gt", |o| o.is_gt()));
-    r.insert("executorch_prim::ge.Scalar", |s, a| compare(s, a, "ge", |o| o.is_ge()));
-    r.insert("executorch_prim::lt.Scalar", |s, a| compare(s, a, "lt", |o| o.is_lt()));
-    r.insert("executorch_prim::le.Scalar", |s, a| compare(s, a, "le", |o| o.is_le()));
+    r.insert("executorch_prim::add.Scalar", |s, a| {
+        binary(s, a, "add", BinOp::Add)
+    });
+    r.insert("executorch_prim::sub.Scalar", |s, a| {
+        binary(s, a, "sub", BinOp::Sub)
+    });
+    r.insert("executorch_prim::mul.Scalar", |s, a| {
+        binary(s, a, "mul", BinOp::Mul)
+    });
+    r.insert("executorch_prim::floordiv.Scalar", |s, a| {
+        binary(s, a, "floordiv", BinOp::FloorDiv)
+    });
+    r.insert("executorch_prim::floordiv.int", |s, a| {
+        binary(s, a, "floordiv", BinOp::FloorDiv)
+    });
+    r.insert("executorch_prim::truediv.Scalar", |s, a| {
+        binary(s, a, "truediv", BinOp::TrueDiv)
+    });
+    r.insert("executorch_prim::mod.Scalar", |s, a| {
+        binary(s, a, "mod", BinOp::Mod)
+    });
+    r.insert("executorch_prim::mod.int", |s, a| {
+        binary(s, a, "mod", BinOp::Mod)
+    });
+    r.insert("executorch_prim::sym_max.Scalar", |s, a| {
+        binary(s, a, "sym_max", BinOp::Max)
+    });
+    r.insert("executorch_prim::sym_min.Scalar", |s, a| {
+        binary(s, a, "sym_min", BinOp::Min)
+    });
+    r.insert("executorch_prim::eq.Scalar", |s, a| {
+        compare(s, a, "eq", |o| o.is_eq())
+    });
+    r.insert("executorch_prim::gt.Scalar", |s, a| {
+        compare(s, a, "gt", |o| o.is_gt())
+    });
+    r.insert("executorch_prim::ge.Scalar", |s, a| {
+        compare(s, a, "ge", |o| o.is_ge())
+    });
+    r.insert("executorch_prim::lt.Scalar", |s, a| {
+        compare(s, a, "lt", |o| o.is_lt())
+    });
+    r.insert("executorch_prim::le.Scalar", |s, a| {
+        compare(s, a, "le", |o| o.is_le())
+    });
     r.insert("executorch_prim::neg.Scalar", |s, a| {
         unary(s, a, "neg", |v| match v {
             Scalar::Int(i) => i.checked_neg().map(Scalar::Int),
@@ -43,7 +73,9 @@ pub(super) fn register(r: &mut BTreeMap<&'static str, KernelFn>) {
     });
     r.insert("executorch_prim::round.Scalar", |s, a| {
         // Python's round(): half to even.
-        unary(s, a, "round", |v| float_to_int(v.as_f64().round_ties_even()))
+        unary(s, a, "round", |v| {
+            float_to_int(v.as_f64().round_ties_even())
+        })
     });
     r.insert("executorch_prim::trunc.Scalar", |s, a| {
         unary(s, a, "trunc", |v| float_to_int(v.as_f64().trunc()))
@@ -69,7 +101,10 @@ fn scalar(store: &ValueStore, idx: usize, op: &str) -> Result<Scalar> {
         EValue::Int(v) => Ok(Scalar::Int(*v)),
         EValue::Double(v) => Ok(Scalar::Float(*v)),
         EValue::Bool(v) => Ok(Scalar::Bool(*v)),
-        other => Err(RuntimeError::kernel(op, format!("expected a scalar, found {}", other.kind()))),
+        other => Err(RuntimeError::kernel(
+            op,
+            format!("expected a scalar, found {}", other.kind()),
+        )),
     }
 }
 
@@ -115,7 +150,10 @@ fn binary(store: &mut ValueStore, args: &[usize], op: &str, kind: BinOp) -> Resu
             BinOp::TrueDiv => unreachable!("handled as float"),
         };
         Scalar::Int(v.ok_or_else(|| {
-            RuntimeError::kernel(op, format!("integer overflow or division by zero: {x}, {y}"))
+            RuntimeError::kernel(
+                op,
+                format!("integer overflow or division by zero: {x}, {y}"),
+            )
         })?)
     } else {
         let (x, y) = (a.as_f64(), b.as_f64());
@@ -137,13 +175,21 @@ fn binary(store: &mut ValueStore, args: &[usize], op: &str, kind: BinOp) -> Resu
 /// Python `//` on integers (rounds toward negative infinity); `None` on division by zero.
 pub(crate) fn python_floordiv(x: i64, y: i64) -> Option<i64> {
     let q = x.checked_div(y)?;
-    Some(if (x % y != 0) && ((x < 0) != (y < 0)) { q - 1 } else { q })
+    Some(if (x % y != 0) && ((x < 0) != (y < 0)) {
+        q - 1
+    } else {
+        q
+    })
 }
 
 /// Python `%` on integers (result has the sign of the divisor); `None` on division by zero.
 pub(crate) fn python_mod(x: i64, y: i64) -> Option<i64> {
     let r = x.checked_rem(y)?;
-    Some(if r != 0 && ((r < 0) != (y < 0)) { r + y } else { r })
+    Some(if r != 0 && ((r < 0) != (y < 0)) {
+        r + y
+    } else {
+        r
+    })
 }
 
 fn compare(
@@ -174,7 +220,8 @@ fn unary(
 ) -> Result<()> {
     let a = scalar(store, arg(args, 0, op)?, op)?;
     let out = check_index(store, arg(args, 1, op)?)?;
-    let v = f(a).ok_or_else(|| RuntimeError::kernel(op, format!("result out of range for {a:?}")))?;
+    let v =
+        f(a).ok_or_else(|| RuntimeError::kernel(op, format!("result out of range for {a:?}")))?;
     set_scalar(store, out, v);
     Ok(())
 }
@@ -182,7 +229,11 @@ fn unary(
 fn sym_ite(store: &mut ValueStore, args: &[usize]) -> Result<()> {
     const OP: &str = "executorch_prim::sym_ite.Scalar";
     let cond = scalar(store, arg(args, 0, OP)?, OP)?.as_bool();
-    let chosen = if cond { arg(args, 1, OP)? } else { arg(args, 2, OP)? };
+    let chosen = if cond {
+        arg(args, 1, OP)?
+    } else {
+        arg(args, 2, OP)?
+    };
     let v = scalar(store, chosen, OP)?;
     let out = check_index(store, arg(args, 3, OP)?)?;
     set_scalar(store, out, v);
@@ -200,7 +251,10 @@ fn sym_size(store: &mut ValueStore, args: &[usize]) -> Result<()> {
     let rank = t.dim() as i64;
     let d = if dim < 0 { dim + rank } else { dim };
     if !(0..rank).contains(&d) {
-        return Err(RuntimeError::kernel(OP, format!("dim {dim} out of range for rank {rank}")));
+        return Err(RuntimeError::kernel(
+            OP,
+            format!("dim {dim} out of range for rank {rank}"),
+        ));
     }
     let size = t.sizes()[d as usize];
     let out = check_index(store, arg(args, 2, OP)?)?;
@@ -222,7 +276,10 @@ fn local_scalar_dense(store: &mut ValueStore, args: &[usize]) -> Result<()> {
     const OP: &str = "aten::_local_scalar_dense";
     let t = store.tensor(arg(args, 0, OP)?)?;
     if t.numel() != 1 {
-        return Err(RuntimeError::kernel(OP, format!("expected one element, sizes are {:?}", t.sizes())));
+        return Err(RuntimeError::kernel(
+            OP,
+            format!("expected one element, sizes are {:?}", t.sizes()),
+        ));
     }
     let v = elements::read(t.dtype(), store.bytes_of(t)?, 0)?;
     let out = check_index(store, arg(args, 1, OP)?)?;
@@ -238,19 +295,39 @@ fn et_view(store: &mut ValueStore, args: &[usize]) -> Result<()> {
     let sizes: Vec<i64> = match store.get(arg(args, 1, OP)?)? {
         EValue::IntList(items) => items
             .iter()
-            .map(|&i| store.get(i)?.as_int().ok_or_else(|| RuntimeError::kernel(OP, "size must hold ints")))
+            .map(|&i| {
+                store
+                    .get(i)?
+                    .as_int()
+                    .ok_or_else(|| RuntimeError::kernel(OP, "size must hold ints"))
+            })
             .collect::<Result<_>>()?,
-        other => return Err(RuntimeError::kernel(OP, format!("size must be an IntList, found {}", other.kind()))),
+        other => {
+            return Err(RuntimeError::kernel(
+                OP,
+                format!("size must be an IntList, found {}", other.kind()),
+            ))
+        }
     };
-    let sizes = infer_view_sizes(sizes.clone(), src.numel())
-        .ok_or_else(|| RuntimeError::kernel(OP, format!("cannot view sizes {:?} as {sizes:?}", src.sizes())))?;
+    let sizes = infer_view_sizes(sizes.clone(), src.numel()).ok_or_else(|| {
+        RuntimeError::kernel(
+            OP,
+            format!("cannot view sizes {:?} as {sizes:?}", src.sizes()),
+        )
+    })?;
     let out = arg(args, 2, OP)?;
     let out_t = store.tensor_mut(out)?;
     out_t.resize(&sizes)?;
     if out_t.numel() != src.numel() || out_t.dtype() != src.dtype() {
         return Err(RuntimeError::kernel(
             OP,
-            format!("cannot view {:?} {:?} as {:?} {:?}", src.dtype(), src.sizes(), out_t.dtype(), sizes),
+            format!(
+                "cannot view {:?} {:?} as {:?} {:?}",
+                src.dtype(),
+                src.sizes(),
+                out_t.dtype(),
+                sizes
+            ),
         ));
     }
     out_t.storage = src.storage.clone();
@@ -287,10 +364,15 @@ fn et_copy_index(store: &mut ValueStore, args: &[usize]) -> Result<()> {
     let src = store.tensor(from)?.clone();
     let src_bytes = store.bytes_of(&src)?.to_vec();
     let dst = store.tensor_mut(to)?;
-    if dst.dtype() != src.dtype() || dst.dim() != src.dim() + 1 || dst.sizes()[1..] != *src.sizes() {
+    if dst.dtype() != src.dtype() || dst.dim() != src.dim() + 1 || dst.sizes()[1..] != *src.sizes()
+    {
         return Err(RuntimeError::kernel(
             OP,
-            format!("cannot copy {:?} into row {index} of {:?}", src.sizes(), dst.sizes()),
+            format!(
+                "cannot copy {:?} into row {index} of {:?}",
+                src.sizes(),
+                dst.sizes()
+            ),
         ));
     }
     let mut sizes = dst.sizes().to_vec();
