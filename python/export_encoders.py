@@ -35,8 +35,11 @@ import sys
 import zipfile
 from pathlib import Path
 
-import torch
-import torch.nn as nn
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no per-weight loading progress bars
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import binfmt  # noqa: E402
@@ -131,10 +134,9 @@ def export_tiny_bert(out: Path) -> dict:
         model=model,
         export_args=(input_ids, attention_mask, token_type_ids),
         input_names=["input_ids", "attention_mask", "token_type_ids"],
-        # Two layers of accumulated f32 rounding differences (MLX vs PyTorch reduction orders in
-        # matmul, softmax, layer norm): 1e-4 instead of the single-op suite's 1e-5.
-        rtol=1e-4,
-        atol=1e-4,
+        # The single-op suite's f32 level holds through 2 layers (max abs error ~5e-7 on MLX CPU).
+        rtol=1e-5,
+        atol=1e-5,
         extra={"exporter_notes": EXPORTER_NOTES, "bert_config": config.to_diff_dict()},
     )
     check_single_delegate(meta)
@@ -198,6 +200,8 @@ def export_minilm(out: Path, cache: Path, dtype: torch.dtype, name: str) -> dict
     bert = BertModel.from_pretrained(str(model_dir), add_pooling_layer=False, torch_dtype=torch.float32)
     bert = bert.to(dtype).eval()
     model = BertEncoder(bert, with_pooler=False, sentence_embedding=True)
+    # fp32: 6 layers x 128 positions of reordered f32 reductions (max abs error ~6e-6 on MLX CPU,
+    # hidden values up to ~10), so 1e-4 rather than the single-op 1e-5. bf16: a few bf16 ulps.
     tol = 1e-4 if dtype == torch.float32 else 5e-2
     short = "fp32" if dtype == torch.float32 else "bf16"
     meta = fx.write_fixture(
