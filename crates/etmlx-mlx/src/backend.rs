@@ -207,10 +207,10 @@ impl MlxHandle {
     }
 
     fn run(&mut self, chain: usize, is_init_chain: bool) -> Result<(), ExecError> {
-        let mut cache_guard = match &self.cache {
-            Some(c) => Some(c.lock().unwrap_or_else(|p| p.into_inner())),
-            None => None,
-        };
+        let mut cache_guard = self
+            .cache
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()));
         let mut cx = Ctx {
             graph: &self.graph,
             layout: self.layout,
@@ -565,7 +565,7 @@ impl DelegateHandle for MlxHandle {
         }
         self.executes += 1;
         if self.options.clear_cache_interval > 0
-            && self.executes % self.options.clear_cache_interval == 0
+            && self.executes.is_multiple_of(self.options.clear_cache_interval)
         {
             let _guard = mlx_lock();
             mlx::memory::clear_cache().map_err(|e| BackendError::new(e.to_string()))?;
