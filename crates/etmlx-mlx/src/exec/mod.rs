@@ -542,7 +542,7 @@ pub fn dispatch(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
             layer_id,
             scale,
             out_dtype,
-        } => nn::update_and_attend(
+        } => crate::cache::update_and_attend_op(
             cx, *q, *k, *v, *position, *out, *layer_id, *scale, *out_dtype,
         ),
         Op::Conv1D {

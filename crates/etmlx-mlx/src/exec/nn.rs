@@ -5,6 +5,7 @@ use mlx::fast::{self, RopeOffset};
 use mlx::ops;
 use mlx::{Array, DeviceType, Dtype};
 
+use super::shape::check_allocation;
 use super::Ctx;
 use crate::error::ExecError;
 use crate::ir::{IntOrVid, Op, Tid, Vid, VidOrTid};
@@ -110,22 +111,6 @@ pub fn sdpa(
         s,
     )?;
     cx.set(out, r)
-}
-
-#[allow(unused_variables, clippy::too_many_arguments)]
-pub fn update_and_attend(
-    cx: &mut Ctx<'_>,
-    q: Tid,
-    k: Tid,
-    v: Tid,
-    position: Tid,
-    out: Tid,
-    layer_id: Option<i32>,
-    scale: Option<f32>,
-    out_dtype: Option<i8>,
-) -> Result<(), ExecError> {
-    // The cache planning, pools and masks live with the cache itself.
-    crate::cache::update_and_attend_op(cx, q, k, v, position, out, layer_id, scale, out_dtype)
 }
 
 /// Convolution parameters, one entry per spatial dimension (1, 2 or 3).
@@ -263,7 +248,12 @@ pub fn random_bits(
         ));
     }
     let dims = cx.ints(shape)?;
-    check_allocation(OP, &dims, width as u64)?;
+    let bits_dtype = match width {
+        1 => Dtype::Uint8,
+        2 => Dtype::Uint16,
+        _ => Dtype::Uint32,
+    };
+    check_allocation(OP, &dims, bits_dtype)?;
     let key = match seed {
         Some(vid) => Some(mlx::random::key(
             i64::from(cx.int(IntOrVid::Vid(vid))?) as u64
@@ -272,28 +262,6 @@ pub fn random_bits(
     };
     let r = mlx::random::bits(&dims, width, key.as_ref(), cx.s())?;
     cx.set(out, r)
-}
-
-/// The reference's allocation guard for arrays whose shape comes from the file: every dimension
-/// must be positive and the total at most [`crate::MAX_ALLOCATION_BYTES`].
-fn check_allocation(op: &'static str, dims: &[i32], element_bytes: u64) -> Result<(), ExecError> {
-    let mut bytes = element_bytes;
-    for &d in dims {
-        if d <= 0 {
-            return Err(ExecError::invalid(
-                op,
-                format!("shape {dims:?} has a dimension <= 0"),
-            ));
-        }
-        bytes = bytes.saturating_mul(d as u64);
-    }
-    if bytes > crate::MAX_ALLOCATION_BYTES {
-        return Err(ExecError::invalid(
-            op,
-            format!("shape {dims:?} needs {bytes} bytes, over the 4 GiB limit"),
-        ));
-    }
-    Ok(())
 }
 
 /// A custom Metal kernel embedded in the file. Refused unless the caller opted in
@@ -390,7 +358,7 @@ fn run_metal_kernel(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
         .map(|&d| cx.dtype(d))
         .collect::<Result<Vec<_>, _>>()?;
     for (shape, dtype) in output_shapes.iter().zip(&dtypes) {
-        check_allocation(OP, shape, dtype.size() as u64)?;
+        check_allocation(OP, shape, *dtype)?;
     }
 
     if template_arg_kinds.len() != template_arg_names.len()
