@@ -194,17 +194,29 @@ impl LlmModel {
         Ok(())
     }
 
-    /// Runs `forward` on `tokens` placed at positions `start..start+len` and returns output #0 as it is.
-    ///
-    /// `tokens` must be non-empty, at most [`ModelMetadata::prefill_chunk_size`] long (exactly that long for a
-    /// static export) and end within the context. `sampling` is required by (and only used for) exports with a
-    /// sampling head.
+    /// Runs `forward` on `tokens` placed at positions `start..start+len` and returns output #0 as it is
+    /// (a copy; [`LlmModel::forward`] reads only the last logits row in place).
     pub fn forward_raw(
         &mut self,
         tokens: &[u32],
         start: usize,
         sampling: Option<&DeviceSampling>,
     ) -> Result<HostValue> {
+        self.run_forward(tokens, start, sampling)?;
+        Ok(self.forward.output(0)?)
+    }
+
+    /// Runs `forward` on `tokens` placed at positions `start..start+len` and returns output #0 as it is.
+    ///
+    /// `tokens` must be non-empty, at most [`ModelMetadata::prefill_chunk_size`] long (exactly that long for a
+    /// static export) and end within the context. `sampling` is required by (and only used for) exports with a
+    /// sampling head.
+    fn run_forward(
+        &mut self,
+        tokens: &[u32],
+        start: usize,
+        sampling: Option<&DeviceSampling>,
+    ) -> Result<()> {
         let m = &self.meta;
         if tokens.is_empty() {
             return Err(LlmError::Unsupported(
@@ -277,7 +289,7 @@ impl LlmModel {
             }
         }
         self.forward.execute()?;
-        Ok(self.forward.output(0)?)
+        Ok(())
     }
 
     /// Runs `forward` and returns what sampling needs: the last token's logits as f32, or the device's token.
@@ -287,15 +299,13 @@ impl LlmModel {
         start: usize,
         sampling: Option<&DeviceSampling>,
     ) -> Result<StepOutput> {
-        let out = self.forward_raw(tokens, start, sampling)?;
-        let HostValue::Tensor(t) = out else {
-            return Err(LlmError::ModelOutput(format!(
-                "expected a tensor, got {out:?}"
-            )));
-        };
+        self.run_forward(tokens, start, sampling)?;
+        // Read output #0 where the runtime holds it: prefill logits are [1, T, vocab], and only the
+        // last row is needed (copying all of it was most of a long prefill's time).
+        let t = self.forward.output_view(0)?;
         match self.meta.output {
             OutputKind::SampledToken => {
-                let v = etmlx_runtime::elements::read(t.dtype, &t.bytes, 0)
+                let v = etmlx_runtime::elements::read(t.dtype, t.bytes, 0)
                     .map_err(|e| LlmError::ModelOutput(format!("sampled token: {e}")))?
                     .as_i64();
                 let id = u32::try_from(v)
@@ -312,9 +322,9 @@ impl LlmModel {
                     })?;
                 Ok(StepOutput::Token(id))
             }
-            OutputKind::AllLogits | OutputKind::LastLogits => {
-                Ok(StepOutput::Logits(last_logits_row(&t)?))
-            }
+            OutputKind::AllLogits | OutputKind::LastLogits => Ok(StepOutput::Logits(
+                logits_last_row(t.dtype, t.sizes, t.bytes)?,
+            )),
         }
     }
 }
@@ -414,7 +424,12 @@ fn int_tensor(dtype: ScalarType, sizes: Vec<i64>, values: &[i64]) -> Result<Host
 
 /// The last row of a [1,T,V] or [1,V] logits tensor, widened to f32.
 pub fn last_logits_row(t: &HostTensor) -> Result<Vec<f32>> {
-    let vocab = match t.sizes.as_slice() {
+    logits_last_row(t.dtype, &t.sizes, &t.bytes)
+}
+
+/// [`last_logits_row`] over borrowed contiguous bytes.
+fn logits_last_row(dtype: ScalarType, sizes: &[i64], bytes: &[u8]) -> Result<Vec<f32>> {
+    let vocab = match sizes {
         [1, tokens, v] if *tokens >= 1 && *v >= 1 => *v as usize,
         [1, v] if *v >= 1 => *v as usize,
         other => {
@@ -423,15 +438,14 @@ pub fn last_logits_row(t: &HostTensor) -> Result<Vec<f32>> {
             )))
         }
     };
-    let size = t.dtype.element_size();
+    let size = dtype.element_size();
     let row_bytes = vocab * size;
-    let row = t
-        .bytes
+    let row = bytes
         .len()
         .checked_sub(row_bytes)
-        .and_then(|start| t.bytes.get(start..))
+        .and_then(|start| bytes.get(start..))
         .ok_or_else(|| LlmError::ModelOutput("logits buffer shorter than its shape".into()))?;
-    logits_to_f32(t.dtype, row)
+    logits_to_f32(dtype, row)
 }
 
 /// Converts a logits buffer of a floating dtype to f32.

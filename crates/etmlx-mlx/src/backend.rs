@@ -549,11 +549,12 @@ impl DelegateHandle for MlxHandle {
         let wait_started = Instant::now();
         // Outside the lock: wait for the GPU and copy results into the runtime's tensors.
         for (arg, array) in prepared {
-            let bytes = array
-                .to_bytes()
-                .map_err(|e| BackendError::new(e.to_string()))?;
             let sizes: Vec<i64> = array.shape().iter().map(|&d| d as i64).collect();
-            args.write_tensor(arg, &sizes, &bytes)?;
+            // Straight into the runtime's tensor: no intermediate buffer (logits can be ~1 GB).
+            let dst = args.output_bytes_mut(arg, &sizes)?;
+            array
+                .read_into(dst)
+                .map_err(|e| BackendError::new(e.to_string()))?;
         }
         if self.options.profile {
             let wait_ns = elapsed_ns(wait_started);
@@ -565,7 +566,9 @@ impl DelegateHandle for MlxHandle {
         }
         self.executes += 1;
         if self.options.clear_cache_interval > 0
-            && self.executes.is_multiple_of(self.options.clear_cache_interval)
+            && self
+                .executes
+                .is_multiple_of(self.options.clear_cache_interval)
         {
             let _guard = mlx_lock();
             mlx::memory::clear_cache().map_err(|e| BackendError::new(e.to_string()))?;

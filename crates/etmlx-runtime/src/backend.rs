@@ -159,6 +159,22 @@ impl DelegateArgs<'_> {
         self.store.values[idx] = EValue::Int(value);
         Ok(())
     }
+    /// Resizes output tensor `i` to `sizes` (within its bound) and returns its bytes to fill in
+    /// place (exactly `numel * element_size` long), so a backend can write results without an
+    /// intermediate buffer.
+    pub fn output_bytes_mut(
+        &mut self,
+        i: usize,
+        sizes: &[i64],
+    ) -> std::result::Result<&mut [u8], BackendError> {
+        let idx = self.index(i)?;
+        let resized = self.store.tensor_mut(idx).and_then(|t| t.resize(sizes));
+        resized.map_err(|e| BackendError::new(format!("output argument {i}: {e}")))?;
+        self.store
+            .bytes_mut(idx)
+            .map_err(|e| BackendError::new(format!("output argument {i}: {e}")))
+    }
+
     /// Resizes output tensor `i` to `sizes` (within its bound) and copies `bytes` into it.
     pub fn write_tensor(
         &mut self,

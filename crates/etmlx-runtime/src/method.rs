@@ -383,6 +383,22 @@ impl Method {
         self.host_value(idx)
     }
 
+    /// Output tensor `i` borrowed in place (no copy): what a caller that reads part of a large
+    /// output (e.g. the last row of a [1, T, vocab] logits tensor) should use.
+    pub fn output_view(&self, i: usize) -> Result<crate::backend::TensorView<'_>> {
+        let idx = *self
+            .outputs
+            .get(i)
+            .ok_or_else(|| RuntimeError::InvalidValue {
+                index: i,
+                message: format!(
+                    "output {i} requested but the method has {}",
+                    self.outputs.len()
+                ),
+            })?;
+        self.store.tensor_view(idx)
+    }
+
     /// All outputs copied to the host.
     pub fn outputs(&self) -> Result<Vec<HostValue>> {
         (0..self.outputs.len()).map(|i| self.output(i)).collect()
