@@ -14,7 +14,11 @@ mod chat;
 mod generate;
 
 #[derive(Parser)]
-#[command(name = "etmlx", version, about = "Run ExecuTorch .pte programs with the MLX delegate (Metal, CUDA or CPU)")]
+#[command(
+    name = "etmlx",
+    version,
+    about = "Run ExecuTorch .pte programs with the MLX delegate (Metal, CUDA or CPU)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,10 +43,18 @@ impl EngineArgs {
         let mut o = BackendOptions::default();
         let id = etmlx_mlx::BACKEND_ID;
         if let Some(d) = &self.device {
-            o.set(id, etmlx_mlx::backend::option_keys::DEVICE, OptionValue::Str(d.clone()));
+            o.set(
+                id,
+                etmlx_mlx::backend::option_keys::DEVICE,
+                OptionValue::Str(d.clone()),
+            );
         }
         if self.allow_custom_kernels {
-            o.set(id, etmlx_mlx::backend::option_keys::ALLOW_CUSTOM_KERNELS, OptionValue::Bool(true));
+            o.set(
+                id,
+                etmlx_mlx::backend::option_keys::ALLOW_CUSTOM_KERNELS,
+                OptionValue::Bool(true),
+            );
         }
         o
     }
@@ -90,7 +102,8 @@ enum Command {
         args: chat::ChatArgs,
         #[command(flatten)]
         engine: EngineArgs,
-    },    /// Benchmark prefill and decode throughput (llama-bench semantics; no tokenizer needed).
+    },
+    /// Benchmark prefill and decode throughput (llama-bench semantics; no tokenizer needed).
     Bench {
         #[command(flatten)]
         args: bench::BenchArgs,
@@ -120,16 +133,29 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             } else {
                 inspect::print_human(&report);
             }
-            Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Command::Run { file, method, inputs, output, json, engine } => {
+        Command::Run {
+            file,
+            method,
+            inputs,
+            output,
+            json,
+            engine,
+        } => {
             let load_start = Instant::now();
-            let program = etmlx_cli::open_program(&file, engine.ptd.as_deref(), engine.backend_options())?;
+            let program =
+                etmlx_cli::open_program(&file, engine.ptd.as_deref(), engine.backend_options())?;
             let mut m = program.load_method(&method)?;
             let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
             run::bind_inputs(&mut m, run::read_inputs(&inputs)?)?;
             let exec_start = Instant::now();
-            m.execute().with_context(|| format!("executing '{method}'"))?;
+            m.execute()
+                .with_context(|| format!("executing '{method}'"))?;
             let exec_ms = exec_start.elapsed().as_secs_f64() * 1e3;
             let outputs = m.outputs()?;
             if let Some(path) = &output {
@@ -146,7 +172,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                         other => etmlx_cli::host_value_json(other),
                     })
                     .collect();
-                println!("{}", serde_json::json!({"method": method, "outputs": outs, "load_ms": load_ms, "execute_ms": exec_ms}));
+                println!(
+                    "{}",
+                    serde_json::json!({"method": method, "outputs": outs, "load_ms": load_ms, "execute_ms": exec_ms})
+                );
             } else {
                 for (i, v) in outputs.iter().enumerate() {
                     match v {
@@ -176,7 +205,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 let gpu = mlx::is_available(mlx::DeviceType::Gpu);
                 if gpu { "gpu" } else { "cpu" }.to_string()
             });
-            let report = bench::run(&args, engine.ptd.as_deref(), engine.backend_options(), &device)?;
+            let report = bench::run(
+                &args,
+                engine.ptd.as_deref(),
+                engine.backend_options(),
+                &device,
+            )?;
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else if args.csv {
