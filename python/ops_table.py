@@ -103,6 +103,9 @@ def main():
         f"- pass rate without Metal-kernel configs: CPU (`mlx-cpu` 0.32.4) {rate(cpu, metal)}; "
         f"CUDA (`mlx-cuda-13` 0.32.4, {args.cuda_device}) {rate(cuda, metal)}",
         "",
+        "Nodes that no suite config uses (`no config`) are covered by the executor's own tests",
+        "(`crates/etmlx-mlx/tests/exec_*.rs`: Noop, If, Scan, Median, Tri, ...) on hand-computed values.",
+        "",
         "Per node: the configs that use it, excluding the Metal-kernel configs (counted in the last column;",
         "they fail by design off Metal, see below). `pass n/m`: all m configs pass; `FAIL n/m`: some fail.",
         "",
