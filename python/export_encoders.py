@@ -243,6 +243,44 @@ def export_minilm(out: Path, cache: Path, dtype: torch.dtype, name: str) -> dict
     return meta
 
 
+class BertTwoInputs(nn.Module):
+    """BertModel called without token_type_ids, as many BERT runners do: the model gathers its stored
+    token_type_ids buffer, which the partitioner leaves outside the delegate (aten::gather.out)."""
+
+    def __init__(self, bert: nn.Module):
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids, attention_mask):
+        return (self.bert(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state,)
+
+
+def export_tiny_bert_two_inputs(out: Path) -> dict:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(fx.SEED)
+    config = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                        vocab_size=1000, max_position_embeddings=64)
+    model = BertTwoInputs(BertModel(config).eval())
+    input_ids = torch.randint(0, config.vocab_size, (1, TINY_BERT_SEQ), dtype=torch.long)
+    attention_mask = torch.ones(1, TINY_BERT_SEQ, dtype=torch.long)
+    attention_mask[0, TINY_BERT_SEQ - TINY_BERT_PADDED :] = 0
+    return fx.write_fixture(
+        out,
+        "tiny_bert_2in",
+        description="the tiny_bert model called with input_ids and attention_mask only ([1,16] int64); "
+        "output last_hidden_state [1,16,64], fp32",
+        proves="a program split around a non-delegated op: BertEmbeddings gathers its token_type_ids "
+        "buffer with aten::gather.out, which runs on etmlx's portable kernel between MLX delegates",
+        model=model,
+        export_args=(input_ids, attention_mask),
+        input_names=["input_ids", "attention_mask"],
+        rtol=1e-5,
+        atol=1e-5,
+        extra={"exporter_notes": EXPORTER_NOTES, "bert_config": config.to_diff_dict()},
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("tests/fixtures"), help="committed fixtures (tiny_bert)")
@@ -253,8 +291,12 @@ def main() -> None:
     ap.add_argument("--skip-minilm", action="store_true")
     ap.add_argument("--skip-tiny", action="store_true")
     ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument("--only-two-input", action="store_true", help="only tests/fixtures/tiny_bert_2in")
     args = ap.parse_args()
 
+    if args.only_two_input:
+        export_tiny_bert_two_inputs(args.out)
+        return
     if not args.skip_tiny:
         export_tiny_bert(args.out)
     if not args.skip_minilm:

@@ -111,6 +111,20 @@ fn tiny_bert_matches_pytorch_eager() {
 }
 
 #[test]
+fn tiny_bert_two_inputs_runs_the_gather_between_delegates() {
+    // BERT called without token_type_ids: the exporter leaves `aten::gather.out` outside the MLX
+    // partition (2 delegates + 1 portable kernel call); the whole program must match PyTorch.
+    let dir = fixture("tiny_bert_2in");
+    let (rtol, atol) = tolerance(&dir);
+    let program = open(&dir, BackendOptions::default());
+    assert!(program.missing_kernels("forward").expect("plan").is_empty());
+    let mut method = program.load_method("forward").expect("load forward");
+    let got = run(&mut method, &read_bin(&dir.join("input.bin")));
+    let want = read_bin(&dir.join("expected_output.bin"));
+    check_close("last_hidden_state", &got[0], &want[0], rtol, atol);
+}
+
+#[test]
 fn tiny_bert_attention_mask_reaches_attention() {
     // With the 4 padded positions unmasked, token 0 attends to 4 more keys, so its hidden state
     // must move well beyond the tolerance: the mask input is really consumed by the SDPA.
