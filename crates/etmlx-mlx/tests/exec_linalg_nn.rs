@@ -3,103 +3,13 @@
 //! only of temp slots, so it checks the executor's own rules (operand resolution, mask casting,
 //! alpha/beta handling, the custom-kernel gate), not the exporter.
 
-use etmlx_mlx::exec::{dispatch, Ctx, Layout, Persistent, Transient, Value};
-use etmlx_mlx::ir::{Graph, IntOrVid, Op, Tid, Vid, VidOrTid};
-use etmlx_mlx::{ExecError, ExecOptions};
-use mlx::{Array, DeviceType, Dtype, Stream};
+use etmlx_mlx::exec::Value;
+use etmlx_mlx::ir::{IntOrVid, Op, Tid, Vid, VidOrTid};
+use etmlx_mlx::ExecError;
+use mlx::{Array, Dtype};
 
-const TEMPS: u32 = 8;
-const VALUES: u32 = 2;
-
-fn graph() -> Graph {
-    Graph {
-        version: 1,
-        num_constants: 0,
-        num_inputs: 0,
-        num_outputs: 0,
-        num_mutable_buffers: 0,
-        num_temps: TEMPS,
-        num_values: VALUES,
-        chains: vec![vec![]],
-        main_chain: 0,
-        init_chain: None,
-        input_map: vec![],
-        output_map: vec![],
-        mutable_buffer_map: vec![],
-        named_slots: vec![],
-        tensor_meta: vec![],
-    }
-}
-
-/// Everything a `Ctx` borrows, owned by the test.
-struct Harness {
-    graph: Graph,
-    persistent: Persistent,
-    transient: Transient,
-    options: ExecOptions,
-    stream: Stream,
-}
-
-impl Harness {
-    fn new() -> Harness {
-        let graph = graph();
-        let transient = Transient::new(&graph);
-        Harness {
-            graph,
-            persistent: Persistent {
-                constants: vec![],
-                mutable_buffers: vec![],
-            },
-            transient,
-            options: ExecOptions::default(),
-            stream: Stream::new(DeviceType::Cpu).expect("CPU stream"),
-        }
-    }
-
-    fn ctx(&mut self) -> Ctx<'_> {
-        Ctx {
-            layout: Layout::new(&self.graph),
-            graph: &self.graph,
-            persistent: &mut self.persistent,
-            transient: &mut self.transient,
-            stream: self.stream,
-            is_init_chain: false,
-            cache: None,
-            options: &self.options,
-        }
-    }
-
-    fn put(&mut self, slot: u32, array: Array) {
-        self.ctx().set(Tid(slot), array).expect("set temp");
-    }
-
-    fn put_f32(&mut self, slot: u32, values: &[f32], shape: &[i32]) {
-        self.put(slot, Array::from_slice(values, shape).expect("array"));
-    }
-
-    fn put_value(&mut self, vid: u32, v: Value) {
-        self.ctx().set_value(Vid(vid), v).expect("set value");
-    }
-
-    fn run(&mut self, op: Op) -> Result<(), ExecError> {
-        dispatch(&mut self.ctx(), &op)
-    }
-
-    fn array(&mut self, slot: u32) -> Array {
-        self.ctx().get(Tid(slot)).expect("written slot").clone()
-    }
-
-    /// Shape, dtype and the values as f32 (cast by MLX, exact for the values used here).
-    fn read(&mut self, slot: u32) -> (Vec<i32>, Dtype, Vec<f32>) {
-        let a = self.array(slot);
-        let as_f32 = mlx::ops::astype(&a, Dtype::Float32, self.stream).expect("astype");
-        (
-            a.shape(),
-            a.dtype(),
-            as_f32.to_vec::<f32>().expect("read back"),
-        )
-    }
-}
+mod exec_common;
+use exec_common::Harness;
 
 fn assert_close(actual: &[f32], expected: &[f32], tol: f32) {
     assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
@@ -122,7 +32,7 @@ fn addmm_without_bias_is_a_plain_matmul_whatever_alpha_and_beta() {
         beta: 0.5,
     })
     .unwrap();
-    assert_eq!(h.read(2).2, vec![19.0, 22.0, 43.0, 50.0]);
+    assert_eq!(h.read_typed(2).2, vec![19.0, 22.0, 43.0, 50.0]);
 }
 
 #[test]
@@ -141,19 +51,19 @@ fn addmm_with_bias_is_beta_bias_plus_alpha_product() {
     };
     h.run(op).unwrap();
     // 0.5·[1, -1] + 2·[[19, 22], [43, 50]]
-    assert_eq!(h.read(2).2, vec![38.5, 43.5, 86.5, 99.5]);
+    assert_eq!(h.read_typed(2).2, vec![38.5, 43.5, 86.5, 99.5]);
 }
 
 /// One row of 32 4-bit values packed little-endian into uint32 words (element j of a word is
 /// bits 4j..4j+4): every word 0x76543210 holds q = 0..7, so q(i) = i % 8. With scale 0.5 and
 /// bias -1 (MLX affine: w = s·q + b), w(i) = 0.5·(i % 8) − 1.
 fn put_packed_row(h: &mut Harness, w: u32, scales: u32, biases: u32, dtype: Dtype) {
-    h.put(w, Array::from_slice(&[0x7654_3210u32; 4], &[1, 4]).unwrap());
+    h.put_array(w, Array::from_slice(&[0x7654_3210u32; 4], &[1, 4]).unwrap());
     let stream = h.stream;
     let cast = |v: f32| mlx::ops::astype(&Array::from_slice(&[v], &[1, 1]).unwrap(), dtype, stream);
     let (s, b) = (cast(0.5).unwrap(), cast(-1.0).unwrap());
-    h.put(scales, s);
-    h.put(biases, b);
+    h.put_array(scales, s);
+    h.put_array(biases, b);
 }
 
 fn hand_dequantized(i: usize) -> f32 {
@@ -179,7 +89,7 @@ fn quantized_matmul_uses_the_packed_affine_layout() {
     };
     h.run(op).unwrap();
     let expected: f32 = (0..32).map(|i| i as f32 * hand_dequantized(i)).sum();
-    let (shape, _, values) = h.read(4);
+    let (shape, _, values) = h.read_typed(4);
     assert_eq!(shape, vec![1, 1]);
     assert_close(&values, &[expected], 1e-3);
 }
@@ -200,7 +110,7 @@ fn dequantize_unpacks_in_element_order_and_honours_the_dtype() {
         dtype: Some(5), // ScalarType Half
     };
     h.run(op).unwrap();
-    let (shape, dtype, values) = h.read(4);
+    let (shape, dtype, values) = h.read_typed(4);
     assert_eq!(shape, vec![1, 32]);
     assert_eq!(dtype, Dtype::Float16);
     let expected: Vec<f32> = (0..32).map(hand_dequantized).collect();
@@ -213,8 +123,8 @@ fn gather_mm_picks_the_expert_of_each_row_with_a_runtime_sorted_flag() {
     h.put_f32(0, &[1.0, 2.0], &[1, 1, 2]);
     // expert 0 = [[1], [1]], expert 1 = [[10], [100]]
     h.put_f32(1, &[1.0, 1.0, 10.0, 100.0], &[2, 2, 1]);
-    h.put(2, Array::from_slice(&[0u32, 0], &[2]).unwrap());
-    h.put(3, Array::from_slice(&[1u32, 0], &[2]).unwrap());
+    h.put_array(2, Array::from_slice(&[0u32, 0], &[2]).unwrap());
+    h.put_array(3, Array::from_slice(&[1u32, 0], &[2]).unwrap());
     h.put_value(0, Value::Int(0));
     let op = Op::GatherMm {
         a: Tid(0),
@@ -226,7 +136,7 @@ fn gather_mm_picks_the_expert_of_each_row_with_a_runtime_sorted_flag() {
         sorted_indices_flag: Some(IntOrVid::Vid(Vid(0))),
     };
     h.run(op).unwrap();
-    let (shape, _, values) = h.read(4);
+    let (shape, _, values) = h.read_typed(4);
     assert_eq!(shape, vec![2, 1, 1]);
     assert_eq!(values, vec![210.0, 3.0]);
 }
@@ -240,9 +150,9 @@ fn gather_mm_runs_half_precision_operands_and_keeps_their_dtype() {
         bf16(Array::from_slice(&[1.0f32, 2.0], &[1, 1, 2]).unwrap()),
         bf16(Array::from_slice(&[1.0f32, 1.0, 10.0, 100.0], &[2, 2, 1]).unwrap()),
     );
-    h.put(0, a);
-    h.put(1, b);
-    h.put(3, Array::from_slice(&[1u32, 0], &[2]).unwrap());
+    h.put_array(0, a);
+    h.put_array(1, b);
+    h.put_array(3, Array::from_slice(&[1u32, 0], &[2]).unwrap());
     let op = Op::GatherMm {
         a: Tid(0),
         b: Tid(1),
@@ -253,7 +163,7 @@ fn gather_mm_runs_half_precision_operands_and_keeps_their_dtype() {
         sorted_indices_flag: None,
     };
     h.run(op).unwrap();
-    let (shape, dtype, values) = h.read(4);
+    let (shape, dtype, values) = h.read_typed(4);
     assert_eq!((shape, dtype), (vec![2, 1, 1], Dtype::Bfloat16));
     assert_eq!(values, vec![210.0, 3.0]);
 }
@@ -263,15 +173,15 @@ fn put_attention(h: &mut Harness, q_rows: &[f32], dtype: Dtype) {
     let stream = h.stream;
     let cast = |a: Array| mlx::ops::astype(&a, dtype, stream).unwrap();
     let q_len = (q_rows.len() / 2) as i32;
-    h.put(
+    h.put_array(
         0,
         cast(Array::from_slice(q_rows, &[1, 1, q_len, 2]).unwrap()),
     );
-    h.put(
+    h.put_array(
         1,
         cast(Array::from_slice(&[1.0f32, 0.0, 0.0, 1.0], &[1, 1, 2, 2]).unwrap()),
     );
-    h.put(
+    h.put_array(
         2,
         cast(Array::from_slice(&[10.0f32, 20.0, 30.0, 40.0], &[1, 1, 2, 2]).unwrap()),
     );
@@ -296,16 +206,16 @@ fn sdpa_without_mask_is_softmax_weighted() {
     h.run(sdpa(None, false)).unwrap();
     let e = std::f32::consts::E;
     let expected = [(10.0 * e + 30.0) / (e + 1.0), (20.0 * e + 40.0) / (e + 1.0)];
-    assert_close(&h.read(4).2, &expected, 1e-4);
+    assert_close(&h.read_typed(4).2, &expected, 1e-4);
 }
 
 #[test]
 fn sdpa_bool_mask_means_attend_where_true() {
     let mut h = Harness::new();
     put_attention(&mut h, &[1.0, 0.0], Dtype::Float32);
-    h.put(3, Array::from_slice(&[false, true], &[1, 1, 1, 2]).unwrap());
+    h.put_array(3, Array::from_slice(&[false, true], &[1, 1, 1, 2]).unwrap());
     h.run(sdpa(Some(3), false)).unwrap();
-    assert_close(&h.read(4).2, &[30.0, 40.0], 1e-4);
+    assert_close(&h.read_typed(4).2, &[30.0, 40.0], 1e-4);
 }
 
 #[test]
@@ -315,7 +225,7 @@ fn sdpa_float_mask_is_additive_and_cast_to_the_query_dtype() {
     // An f32 mask next to f16 activations, as exported graphs have them.
     h.put_f32(3, &[0.0, f32::NEG_INFINITY], &[1, 1, 1, 2]);
     h.run(sdpa(Some(3), false)).unwrap();
-    let (_, dtype, values) = h.read(4);
+    let (_, dtype, values) = h.read_typed(4);
     assert_eq!(dtype, Dtype::Float16);
     assert_close(&values, &[10.0, 20.0], 1e-2);
 }
@@ -326,13 +236,13 @@ fn sdpa_causal_is_lower_right_aligned() {
     let mut h = Harness::new();
     put_attention(&mut h, &[0.0, 0.0, 0.0, 0.0], Dtype::Float32);
     h.run(sdpa(None, true)).unwrap();
-    assert_close(&h.read(4).2, &[10.0, 20.0, 20.0, 30.0], 1e-4);
+    assert_close(&h.read_typed(4).2, &[10.0, 20.0, 20.0, 30.0], 1e-4);
 
     // One query over two keys (decode step): aligned to the last key, so it sees both.
     let mut h = Harness::new();
     put_attention(&mut h, &[0.0, 0.0], Dtype::Float32);
     h.run(sdpa(None, true)).unwrap();
-    assert_close(&h.read(4).2, &[20.0, 30.0], 1e-4);
+    assert_close(&h.read_typed(4).2, &[20.0, 30.0], 1e-4);
 }
 
 fn rope(offset: VidOrTid, freqs: Option<u32>) -> Op {
@@ -356,11 +266,11 @@ fn rope_with_freqs_ignores_base_and_takes_an_int_or_array_offset() {
     h.put_f32(1, &[1.0], &[1]);
     h.put_value(0, Value::Int(1));
     h.run(rope(VidOrTid::Vid(Vid(0)), Some(1))).unwrap();
-    assert_close(&h.read(4).2, &[1f32.cos(), 1f32.sin()], 1e-5);
+    assert_close(&h.read_typed(4).2, &[1f32.cos(), 1f32.sin()], 1e-5);
 
-    h.put(2, Array::from_slice(&[3i32], &[1]).unwrap());
+    h.put_array(2, Array::from_slice(&[3i32], &[1]).unwrap());
     h.run(rope(VidOrTid::Tid(Tid(2)), Some(1))).unwrap();
-    assert_close(&h.read(4).2, &[3f32.cos(), 3f32.sin()], 1e-5);
+    assert_close(&h.read_typed(4).2, &[3f32.cos(), 3f32.sin()], 1e-5);
 }
 
 #[test]
@@ -370,7 +280,7 @@ fn rope_without_freqs_uses_base() {
     h.put_f32(0, &[0.0, 1.0], &[1, 1, 1, 2]);
     h.put_value(0, Value::Int(2));
     h.run(rope(VidOrTid::Vid(Vid(0)), None)).unwrap();
-    assert_close(&h.read(4).2, &[-(2f32.sin()), 2f32.cos()], 1e-5);
+    assert_close(&h.read_typed(4).2, &[-(2f32.sin()), 2f32.cos()], 1e-5);
 }
 
 #[test]
@@ -387,7 +297,7 @@ fn norms_match_their_definitions() {
     .unwrap();
     // rms = sqrt((9 + 16) / 2)
     let rms = 12.5f32.sqrt();
-    assert_close(&h.read(4).2, &[3.0 / rms, 8.0 / rms], 1e-5);
+    assert_close(&h.read_typed(4).2, &[3.0 / rms, 8.0 / rms], 1e-5);
 
     h.put_f32(2, &[10.0, 20.0], &[2]);
     let op = Op::LayerNorm {
@@ -399,7 +309,7 @@ fn norms_match_their_definitions() {
     };
     h.run(op).unwrap();
     // mean 3.5, std 0.5: normalised [-1, 1]
-    assert_close(&h.read(5).2, &[9.0, 22.0], 1e-5);
+    assert_close(&h.read_typed(5).2, &[9.0, 22.0], 1e-5);
 }
 
 #[test]
@@ -418,7 +328,7 @@ fn conv_takes_channels_last_input_and_mlx_weight_layout() {
         groups: 1,
     };
     h.run(op).unwrap();
-    let (shape, _, values) = h.read(4);
+    let (shape, _, values) = h.read_typed(4);
     assert_eq!(shape, vec![1, 2, 1]);
     assert_eq!(values, vec![21.0, 32.0]);
 
@@ -433,7 +343,7 @@ fn conv_takes_channels_last_input_and_mlx_weight_layout() {
         groups: 1,
     };
     h.run(op).unwrap();
-    assert_eq!(h.read(5).2, vec![10.0, 32.0]);
+    assert_eq!(h.read_typed(5).2, vec![10.0, 32.0]);
 }
 
 #[test]
@@ -453,7 +363,7 @@ fn conv_transpose_scatters_each_input_through_the_kernel() {
         groups: 1,
     };
     h.run(op).unwrap();
-    assert_eq!(h.read(4).2, vec![1.0, 3.0, 2.0]);
+    assert_eq!(h.read_typed(4).2, vec![1.0, 3.0, 2.0]);
 }
 
 fn random_bits(seed: Option<u32>, width: i32, shape: &[i64]) -> Op {

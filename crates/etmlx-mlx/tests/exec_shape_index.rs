@@ -12,12 +12,12 @@ mod delegate_common;
 
 use std::path::Path;
 
-use etmlx_mlx::exec::{dispatch, Ctx, Layout, Persistent, Transient, Value};
-use etmlx_mlx::ir::{FloatOrVid, Graph, IntOrVid, IntOrVidOrTid, Op, Tid, Vid};
-use etmlx_mlx::{ExecError, ExecOptions};
+use etmlx_mlx::ir::{FloatOrVid, IntOrVid, IntOrVidOrTid, Op, Tid, Vid};
 use etmlx_runtime::elements::{self, Scalar};
 use etmlx_runtime::{BackendOptions, HostTensor};
-use mlx::{Array, DeviceType, Dtype, Stream};
+
+mod exec_common;
+use exec_common::Harness;
 
 /// Subset configs, with the nodes of this family each one covers (for the failure message).
 const SUITE_CONFIGS: &[(&str, &str)] = &[
@@ -155,85 +155,6 @@ fn official_suite_configs_pass() {
 }
 
 // ---- single ops on hand-computed values ----------------------------------------------------
-
-const TEMPS: u32 = 8;
-const VALUES: u32 = 4;
-
-struct Harness {
-    graph: Graph,
-    persistent: Persistent,
-    transient: Transient,
-    options: ExecOptions,
-    stream: Stream,
-}
-
-impl Harness {
-    fn new() -> Harness {
-        let graph = Graph {
-            version: 1,
-            num_constants: 0,
-            num_inputs: 0,
-            num_outputs: 0,
-            num_mutable_buffers: 0,
-            num_temps: TEMPS,
-            num_values: VALUES,
-            chains: vec![vec![]],
-            main_chain: 0,
-            init_chain: None,
-            input_map: vec![],
-            output_map: vec![],
-            mutable_buffer_map: vec![],
-            named_slots: vec![],
-            tensor_meta: vec![],
-        };
-        let transient = Transient::new(&graph);
-        Harness {
-            graph,
-            persistent: Persistent {
-                constants: vec![],
-                mutable_buffers: vec![],
-            },
-            transient,
-            options: ExecOptions::default(),
-            stream: Stream::new(DeviceType::Cpu).expect("CPU stream"),
-        }
-    }
-
-    fn ctx(&mut self) -> Ctx<'_> {
-        Ctx {
-            layout: Layout::new(&self.graph),
-            graph: &self.graph,
-            persistent: &mut self.persistent,
-            transient: &mut self.transient,
-            stream: self.stream,
-            is_init_chain: false,
-            cache: None,
-            options: &self.options,
-        }
-    }
-
-    fn put<T: mlx::Element>(&mut self, slot: u32, values: &[T], shape: &[i32]) {
-        let a = Array::from_slice(values, shape).expect("array");
-        self.ctx().set(Tid(slot), a).expect("set temp");
-    }
-
-    fn put_int(&mut self, vid: u32, v: i32) {
-        self.ctx()
-            .set_value(Vid(vid), Value::Int(v))
-            .expect("set value");
-    }
-
-    fn run(&mut self, op: Op) -> Result<(), ExecError> {
-        dispatch(&mut self.ctx(), &op)
-    }
-
-    /// Shape and values (cast to f32 by MLX; exact for the small values used here).
-    fn read(&mut self, slot: u32) -> (Vec<i32>, Vec<f32>) {
-        let a = self.ctx().get(Tid(slot)).expect("written slot").clone();
-        let f = mlx::ops::astype(&a, Dtype::Float32, self.stream).expect("astype");
-        (a.shape(), f.to_vec::<f32>().expect("read back"))
-    }
-}
 
 fn lit(v: i64) -> IntOrVid {
     IntOrVid::Lit(v)

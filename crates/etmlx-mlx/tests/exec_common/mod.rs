@@ -1,0 +1,121 @@
+//! A slot harness for executor tests: a graph of temp slots and value slots, ops run through
+//! `exec::dispatch` (or whole chains through `exec::run_chain`) on MLX's CPU stream.
+#![allow(dead_code)] // each test file uses part of it
+
+use etmlx_mlx::exec::{dispatch, run_chain, Ctx, Layout, Persistent, Transient, Value};
+use etmlx_mlx::ir::{Graph, Op, Tid, Vid};
+use etmlx_mlx::{ExecError, ExecOptions};
+use mlx::{Array, DeviceType, Dtype, Stream};
+
+pub const TEMPS: u32 = 8;
+pub const VALUES: u32 = 4;
+
+/// Everything a `Ctx` borrows, owned by the test.
+pub struct Harness {
+    pub graph: Graph,
+    persistent: Persistent,
+    transient: Transient,
+    pub options: ExecOptions,
+    pub stream: Stream,
+}
+
+impl Harness {
+    /// One empty main chain: ops are run one by one with [`Harness::run`].
+    pub fn new() -> Harness {
+        Harness::with_chains(vec![vec![]])
+    }
+
+    /// A graph with these chains (chain 0 is the main chain), run with [`Harness::run_chain`].
+    pub fn with_chains(chains: Vec<Vec<Op>>) -> Harness {
+        let graph = Graph {
+            version: 1,
+            num_constants: 0,
+            num_inputs: 0,
+            num_outputs: 0,
+            num_mutable_buffers: 0,
+            num_temps: TEMPS,
+            num_values: VALUES,
+            chains,
+            main_chain: 0,
+            init_chain: None,
+            input_map: vec![],
+            output_map: vec![],
+            mutable_buffer_map: vec![],
+            named_slots: vec![],
+            tensor_meta: vec![],
+        };
+        let transient = Transient::new(&graph);
+        Harness {
+            graph,
+            persistent: Persistent {
+                constants: vec![],
+                mutable_buffers: vec![],
+            },
+            transient,
+            options: ExecOptions::default(),
+            stream: Stream::new(DeviceType::Cpu).expect("CPU stream"),
+        }
+    }
+
+    pub fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            layout: Layout::new(&self.graph),
+            graph: &self.graph,
+            persistent: &mut self.persistent,
+            transient: &mut self.transient,
+            stream: self.stream,
+            is_init_chain: false,
+            cache: None,
+            options: &self.options,
+        }
+    }
+
+    pub fn put_array(&mut self, slot: u32, array: Array) {
+        self.ctx().set(Tid(slot), array).expect("set temp");
+    }
+
+    pub fn put<T: mlx::Element>(&mut self, slot: u32, values: &[T], shape: &[i32]) {
+        self.put_array(slot, Array::from_slice(values, shape).expect("array"));
+    }
+
+    pub fn put_f32(&mut self, slot: u32, values: &[f32], shape: &[i32]) {
+        self.put(slot, values, shape);
+    }
+
+    pub fn put_value(&mut self, vid: u32, v: Value) {
+        self.ctx().set_value(Vid(vid), v).expect("set value");
+    }
+
+    pub fn put_int(&mut self, vid: u32, v: i32) {
+        self.put_value(vid, Value::Int(v));
+    }
+
+    pub fn run(&mut self, op: Op) -> Result<(), ExecError> {
+        dispatch(&mut self.ctx(), &op)
+    }
+
+    pub fn run_chain(&mut self, chain: usize) -> Result<(), ExecError> {
+        run_chain(&mut self.ctx(), chain)
+    }
+
+    pub fn array(&mut self, slot: u32) -> Array {
+        self.ctx().get(Tid(slot)).expect("written slot").clone()
+    }
+
+    /// Shape, dtype and the values as f32 (cast by MLX; exact for the small values tests use).
+    pub fn read_typed(&mut self, slot: u32) -> (Vec<i32>, Dtype, Vec<f32>) {
+        let a = self.array(slot);
+        let as_f32 = mlx::ops::astype(&a, Dtype::Float32, self.stream).expect("astype");
+        (
+            a.shape(),
+            a.dtype(),
+            as_f32.to_vec::<f32>().expect("read back"),
+        )
+    }
+
+    /// Shape and values as f32.
+    pub fn read(&mut self, slot: u32) -> (Vec<i32>, Vec<f32>) {
+        let (shape, _, values) = self.read_typed(slot);
+        (shape, values)
+    }
+}
