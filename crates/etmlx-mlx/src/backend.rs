@@ -294,7 +294,7 @@ impl MlxHandle {
                         }
                     })?;
                     let wanted = dtype::mlx_dtype(out_dtype.to_i8())?;
-                    let location_array = exec_get(
+                    let location_array = exec::state::slot(
                         &self.layout,
                         &self.persistent,
                         &self.transient,
@@ -338,21 +338,6 @@ impl MlxHandle {
         self.transient.clear();
         Ok(prepared)
     }
-}
-
-fn exec_get<'a>(
-    layout: &Layout,
-    p: &'a Persistent,
-    t: &'a Transient,
-    tid: Tid,
-) -> Result<&'a Array, ExecError> {
-    use exec::state::Location;
-    let a = match layout.locate(tid)? {
-        Location::Constant(i) => p.constants.get(i),
-        Location::MutableBuffer(i) => p.mutable_buffers.get(i).and_then(Option::as_ref),
-        Location::Transient(i) => t.tensors.get(i).and_then(Option::as_ref),
-    };
-    a.ok_or(ExecError::UninitializedTensor(tid.0))
 }
 
 /// Wraps input argument `i` as an MLX array, checking it against the slot's declared dtype.
@@ -454,17 +439,8 @@ fn synthetic_constant(
     dt: mlx::Dtype,
     stream: Stream,
 ) -> Result<Array, ExecError> {
-    let numel = shape
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?));
-    if numel
-        .and_then(|n| n.checked_mul(dt.size() as u64))
-        .is_none_or(|b| b > crate::MAX_ALLOCATION_BYTES)
-    {
-        return Err(ExecError::Other(format!(
-            "synthetic constant '{name}' of shape {shape:?} and {dt:?} exceeds 4 GiB"
-        )));
-    }
+    exec::shape::check_bytes("synthetic constant", shape, dt)
+        .map_err(|e| ExecError::Other(format!("'{name}': {e}")))?;
     let key = mlx::random::key(name_seed(name))?;
     use mlx::ops::{astype, binary, BinaryOp};
     let array = if dt.is_floating() {
@@ -518,14 +494,8 @@ fn zero_mutable_buffers(graph: &Graph, stream: Stream) -> Result<Vec<Option<Arra
         let shape = meta.static_shape().ok_or_else(|| {
             ExecError::Other(format!("mutable buffer {} has a dynamic shape", tid.0))
         })?;
-        let numel: u64 = shape.iter().map(|&d| d as u64).product();
         let dt = dtype::mlx_dtype(meta.scalar_type)?;
-        if numel * dt.size() as u64 > crate::MAX_ALLOCATION_BYTES {
-            return Err(ExecError::Other(format!(
-                "mutable buffer {} of shape {shape:?} exceeds 4 GiB",
-                tid.0
-            )));
-        }
+        exec::shape::check_allocation("mutable buffer", &shape, dt)?;
         let z = mlx::ops::zeros(&shape, dt, stream)?;
         buffers[i] = Some(z);
     }

@@ -41,26 +41,6 @@ impl Scalar {
     }
 }
 
-/// Dtypes the portable kernels can convert between.
-pub fn is_supported(dtype: ScalarType) -> bool {
-    use ScalarType::*;
-    matches!(
-        dtype,
-        Byte | Char
-            | Short
-            | Int
-            | Long
-            | Half
-            | Float
-            | Double
-            | Bool
-            | BFloat16
-            | UInt16
-            | UInt32
-            | UInt64
-    )
-}
-
 fn unsupported(dtype: ScalarType) -> RuntimeError {
     RuntimeError::kernel(
         "element access",

@@ -223,28 +223,41 @@ impl Method {
         self.outputs.len()
     }
 
-    /// The declared input value (its dtype, bound and dynamism), for callers that build inputs.
-    pub fn input_meta(&self, i: usize) -> Result<&EValue> {
-        let idx = *self
-            .inputs
+    /// Value-table index of input `i`.
+    fn input_value_index(&self, i: usize) -> Result<usize> {
+        self.inputs
             .get(i)
+            .copied()
             .ok_or_else(|| RuntimeError::InvalidInput {
                 index: i,
                 message: format!("the method has {} inputs", self.inputs.len()),
-            })?;
+            })
+    }
+
+    /// Value-table index of output `i`.
+    fn output_value_index(&self, i: usize) -> Result<usize> {
+        self.outputs
+            .get(i)
+            .copied()
+            .ok_or_else(|| RuntimeError::InvalidValue {
+                index: i,
+                message: format!(
+                    "output {i} requested but the method has {}",
+                    self.outputs.len()
+                ),
+            })
+    }
+
+    /// The declared input value (its dtype, bound and dynamism), for callers that build inputs.
+    pub fn input_meta(&self, i: usize) -> Result<&EValue> {
+        let idx = self.input_value_index(i)?;
         self.store.get(idx)
     }
 
     /// Sets input `i`, with ExecuTorch's rules: the kind and dtype must match the declaration, a
     /// tensor is resized within its bound and copied, a scalar must equal the value traced at export.
     pub fn set_input(&mut self, i: usize, value: &HostValue) -> Result<()> {
-        let idx = *self
-            .inputs
-            .get(i)
-            .ok_or_else(|| RuntimeError::InvalidInput {
-                index: i,
-                message: format!("the method has {} inputs", self.inputs.len()),
-            })?;
+        let idx = self.input_value_index(i)?;
         let bad = |message: String| RuntimeError::InvalidInput { index: i, message };
         match (self.store.get(idx)?.clone(), value) {
             (EValue::Tensor(t), HostValue::Tensor(h)) => {
@@ -370,32 +383,14 @@ impl Method {
 
     /// Output `i` copied to the host (tensors in row-major order).
     pub fn output(&self, i: usize) -> Result<HostValue> {
-        let idx = *self
-            .outputs
-            .get(i)
-            .ok_or_else(|| RuntimeError::InvalidValue {
-                index: i,
-                message: format!(
-                    "output {i} requested but the method has {}",
-                    self.outputs.len()
-                ),
-            })?;
+        let idx = self.output_value_index(i)?;
         self.host_value(idx)
     }
 
     /// Output tensor `i` borrowed in place (no copy): what a caller that reads part of a large
     /// output (e.g. the last row of a [1, T, vocab] logits tensor) should use.
     pub fn output_view(&self, i: usize) -> Result<crate::backend::TensorView<'_>> {
-        let idx = *self
-            .outputs
-            .get(i)
-            .ok_or_else(|| RuntimeError::InvalidValue {
-                index: i,
-                message: format!(
-                    "output {i} requested but the method has {}",
-                    self.outputs.len()
-                ),
-            })?;
+        let idx = self.output_value_index(i)?;
         self.store.tensor_view(idx)
     }
 

@@ -17,6 +17,22 @@ pub struct Layout {
     total: u32,
 }
 
+/// The array in slot `tid`, wherever it lives (what [`Ctx::get`] and the backend's output
+/// preparation both read).
+pub fn slot<'a>(
+    layout: &Layout,
+    persistent: &'a Persistent,
+    transient: &'a Transient,
+    tid: Tid,
+) -> Result<&'a Array, ExecError> {
+    let slot = match layout.locate(tid)? {
+        Location::Constant(i) => persistent.constants.get(i),
+        Location::MutableBuffer(i) => persistent.mutable_buffers.get(i).and_then(Option::as_ref),
+        Location::Transient(i) => transient.tensors.get(i).and_then(Option::as_ref),
+    };
+    slot.ok_or(ExecError::UninitializedTensor(tid.0))
+}
+
 pub enum Location {
     Constant(usize),
     MutableBuffer(usize),
@@ -109,16 +125,7 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// The array in slot `tid`.
     pub fn get(&self, tid: Tid) -> Result<&Array, ExecError> {
-        let slot = match self.layout.locate(tid)? {
-            Location::Constant(i) => self.persistent.constants.get(i),
-            Location::MutableBuffer(i) => self
-                .persistent
-                .mutable_buffers
-                .get(i)
-                .and_then(Option::as_ref),
-            Location::Transient(i) => self.transient.tensors.get(i).and_then(Option::as_ref),
-        };
-        slot.ok_or(ExecError::UninitializedTensor(tid.0))
+        slot(&self.layout, self.persistent, self.transient, tid)
     }
 
     /// An optional tensor operand.
