@@ -79,6 +79,9 @@ VARIANTS = {
     "W2-bf16": ("W2", "bf16", []),
     "W2-4w": ("W2", "bf16", ["--qlinear", "4w", "--qlinear-group-size", "64"]),
 }
+# Variants whose random model is built in the exporting process with shared weight storage (see
+# `shared_storage_model`) instead of being saved as an HF folder first.
+SHARED_STORAGE_VARIANTS = {"W2-4w"}
 SHAPE_DESCRIPTIONS = {
     "W0": "SmolLM2-135M shape (30 layers, d=576, 9/3 heads, head_dim 64, ffn 1536, vocab 49152, tied)",
     "W1": "Llama-3.2-1B shape (16 layers, d=2048, 32/8 heads, head_dim 64, ffn 8192, vocab 128256, tied)",
@@ -133,6 +136,59 @@ def write_random_hf_model(shape: str, folder: Path, seed: int, identical_per_sha
     return {"hf_config": cfg.to_dict(), "parameters": n_params}
 
 
+def shared_storage_model(shape: str, attn_implementation: str | None, seed: int):
+    """A random HF Llama of `shape` in bf16 whose weights of one shape share one storage (built on the meta device).
+
+    Used for W2-4w: 16 GB of distinct bf16 weights plus their quantized copies do not fit a 24 GB machine.
+    With shared storage the bf16 model costs one tensor per distinct shape (~2.6 GB in all for W2); torchao's
+    quantization then gives every layer its own (identical) packed weight, and the official NamedDataStore stores
+    each distinct content once. The program still binds every weight to its own key, so the stripped export is the
+    one distinct weights would give. Norm weights are ones; RoPE buffers are recomputed on the CPU."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg_dict = shape_config(shape)
+    for key in ("architectures", "model_type", "transformers_version"):
+        cfg_dict.pop(key, None)
+    cfg = LlamaConfig(**cfg_dict)
+    with torch.device("meta"):
+        model = LlamaForCausalLM._from_config(cfg, attn_implementation=attn_implementation, dtype=torch.bfloat16)
+    gen = torch.Generator().manual_seed(seed)
+    shared: dict[tuple, "torch.Tensor"] = {}
+    with torch.no_grad():
+        for module_name, module in model.named_modules():
+            for name, p in list(module._parameters.items()):
+                if p is None:
+                    continue
+                key = ("norm" in module_name or "norm" in name, tuple(p.shape))
+                if key not in shared:
+                    t = torch.empty(p.shape, dtype=torch.bfloat16)
+                    shared[key] = t.fill_(1.0) if key[0] else t.uniform_(-0.05, 0.05, generator=gen)
+                module._parameters[name] = torch.nn.Parameter(shared[key], requires_grad=False)
+        rotary_type = type(model.model.rotary_emb)
+        model.model.rotary_emb = rotary_type(config=cfg, device="cpu")
+    leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
+    if leftover:
+        raise RuntimeError(f"tensors left on the meta device: {leftover[:5]}")
+    model.tie_weights()
+    return model.eval()
+
+
+def export_shared_storage_in_process(shape: str, cli_args: list[str], seed: int) -> int:
+    """Runs the official `export_llm_hf` CLI (its own argument parsing and export path) with one change: the HF
+    model comes from `shared_storage_model` instead of `from_pretrained` on a saved folder."""
+    import transformers
+    from executorch.backends.mlx.examples.llm import export_llm_hf
+
+    def from_pretrained(cls, model_id, **kwargs):
+        return shared_storage_model(shape, kwargs.get("attn_implementation"), seed)
+
+    transformers.AutoModelForCausalLM.from_pretrained = classmethod(from_pretrained)
+    sys.argv = ["export_llm_hf", *cli_args]
+    export_llm_hf.main()
+    return 0
+
+
 def lower_oom_priority() -> None:
     """Makes this process the OOM killer's first choice (raising the score needs no privilege)."""
     try:
@@ -180,6 +236,9 @@ def main() -> int:
         info = write_random_hf_model(shape, folder, a.seed, identical_per_shape=(shape == "W2"))
         folder.with_suffix(".json").write_text(json.dumps(info, default=str))
         return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "--export-shared":  # internal: SHARED_STORAGE_VARIANTS' child
+        shape, seed, cli_args = sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+        return export_shared_storage_in_process(shape, cli_args, seed)
     args = ap.parse_args()
 
     only = re.compile(args.only) if args.only else None
@@ -198,7 +257,11 @@ def main() -> int:
         hf_dirs: dict[str, tuple[Path, dict]] = {}
         for name in wanted:
             shape, dtype, flags = VARIANTS[name]
-            if shape not in hf_dirs:
+            shared_storage = name in SHARED_STORAGE_VARIANTS
+            if shared_storage:
+                cfg = shape_config(shape)
+                info = {"hf_config": cfg, "parameters": None}
+            elif shape not in hf_dirs:
                 # One random HF model per shape at a time keeps the disk and RAM footprint to one shape.
                 for old, _ in hf_dirs.values():
                     shutil.rmtree(old, ignore_errors=True)
@@ -209,14 +272,18 @@ def main() -> int:
                 print(f"[bench-export] {shape}: random HF model ({info['parameters']} parameters) in "
                       f"{time.time() - t0:.0f} s", flush=True)
                 hf_dirs[shape] = (folder, info)
-            folder, info = hf_dirs[shape]
+            if not shared_storage:
+                folder, info = hf_dirs[shape]
             full = work / f"{name}.full.pte"
-            cmd = [
-                sys.executable, "-m", "executorch.backends.mlx.examples.llm.export_llm_hf",
-                "--model-id", str(folder), "--output", str(full),
+            cli_args = [
+                "--model-id", f"<random {shape}>" if shared_storage else str(folder), "--output", str(full),
                 "--max-ctx-len", str(args.max_ctx_len), "--prefill-chunk-size", str(args.prefill_chunk_size),
                 "--use-custom-sdpa", "--use-custom-kv-cache", "--dtype", dtype, *flags,
             ]
+            if shared_storage:
+                cmd = [sys.executable, __file__, "--export-shared", shape, str(args.seed), *cli_args]
+            else:
+                cmd = [sys.executable, "-m", "executorch.backends.mlx.examples.llm.export_llm_hf", *cli_args]
             t0 = time.time()
             res = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=lower_oom_priority)
             export_s = time.time() - t0
@@ -240,8 +307,11 @@ def main() -> int:
                 "flags": flags,
                 "synthetic_weights_required": True,
                 "identical_weights_per_shape": shape == "W2",
-                "export_command": " ".join(["python", *cmd[1:4], f"<random {shape} HF folder>", *cmd[5:6],
-                                            f"{name}.full.pte", *cmd[7:]]),
+                "model_source": "in-process shared-storage random model (export_llm_hf.main, from_pretrained "
+                                "replaced)" if shared_storage else "random HF folder (from_pretrained)",
+                "export_command": " ".join(["python", "-m", "executorch.backends.mlx.examples.llm.export_llm_hf",
+                                            "--model-id", f"<random {shape}>", "--output", f"{name}.full.pte",
+                                            *cli_args[4:]]),
                 "hf_config": info["hf_config"],
                 "parameters": info["parameters"],
                 "full_pte_bytes": report["source_bytes"],
