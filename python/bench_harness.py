@@ -8,7 +8,8 @@
     python python/bench_harness.py report DIR [DIR ...] --markdown OUT.md --svg OUT.svg
 
 Runtimes: `etmlx` (`etmlx bench --json`), and the peers of `bench_peers.py`: `mlx-lm` (same MLX library),
-`hf` (HF transformers, PyTorch eager), `xnnpack` (the official ExecuTorch runtime with an XNNPACK export, CPU).
+`hf` (HF transformers, PyTorch eager), `xnnpack` (the official ExecuTorch runtime with an XNNPACK export, CPU),
+`llama.cpp` (`llama-bench` on GGUF files; CPU plan, `--llama-bench BIN`).
 Each runs in its own process with a timeout; a failure is recorded with its reason and the plan goes on.
 
 `DIR/results.jsonl` gets one record per run: the runtime's JSON (prefill/decode tests shaped like
@@ -34,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ETMLX_HOME = Path(os.environ.get("ETMLX_HOME", Path.home() / ".cache/etmlx"))
 
-# (workload, variant, runtime, options). Options: `pte` (etmlx/xnnpack), `synthetic` (etmlx: weight-stripped
+# (workload, variant, runtime, options). Options: `pte` (etmlx/xnnpack), `gguf` (llama.cpp), `synthetic` (etmlx: weight-stripped
 # export, --synthetic-weights), `hf_dir` (peers: real weights), `real` (xnnpack: the .pte has real weights).
 # `cpp` (xnnpack: the C++ runner instead of the Python bindings). Paths use {smollm2} (the cached SmolLM2
 # folder), {models} (the stripped benchmark exports) and {xnnpack} (the XNNPACK exports on the GPU machine).
@@ -49,6 +50,10 @@ PLANS = {
         ("W0", "8da4w", "xnnpack", dict(pte="{smollm2}/xnnpack/out-8da4w/model.pte", real=True)),
         # The plain recipe (no LLM custom ops), the one the GPU machine's host can run: shows what it costs.
         ("W0", "8da4w-plain", "xnnpack", dict(pte="{smollm2}/xnnpack/out-8da4w-plain/model.pte", real=True, cpp=True)),
+        # llama.cpp on the same weights converted to GGUF (convert_hf_to_gguf.py), and the published Q4_1 file.
+        ("W0", "fp32", "llama.cpp", dict(gguf="{smollm2}/gguf/smollm2-f32.gguf")),
+        ("W0", "bf16", "llama.cpp", dict(gguf="{smollm2}/gguf/smollm2-bf16.gguf")),
+        ("W0", "q4_1", "llama.cpp", dict(gguf="{smollm2}/gguf/SmolLM2-135M-Instruct.Q4_1.gguf")),
     ],
     "gpu": [
         *[(w, v, "etmlx", dict(pte=f"{{models}}/{w}-{v}.pte", synthetic=True))
@@ -117,13 +122,16 @@ def command_for(workload: str, variant: str, runtime: str, opts: dict, args, dev
     if runtime == "etmlx":
         cmd = [args.etmlx, "bench", expand(opts["pte"], args), *lengths, "--json", "--device", device]
         return cmd + (["--synthetic-weights"] if opts.get("synthetic") else [])
-    python = {"mlx-lm": args.python_mlx, "hf": args.python_torch, "xnnpack": args.python_executorch}[runtime]
+    python = {"mlx-lm": args.python_mlx, "hf": args.python_torch, "xnnpack": args.python_executorch,
+              "llama.cpp": sys.executable}[runtime]
     cmd = [python, str(HERE / "bench_peers.py"), runtime, "--shape", workload, "--dtype", variant,
            "--device", device, "--mlx-lm-path", args.mlx_lm_path, *lengths]
     if "hf_dir" in opts:
         cmd += ["--hf-dir", expand(opts["hf_dir"], args)]
     if "pte" in opts:
         cmd += ["--pte", expand(opts["pte"], args)]
+    if "gguf" in opts:
+        cmd += ["--gguf", expand(opts["gguf"], args), "--llama-bench", args.llama_bench]
     if opts.get("real"):
         cmd.append("--pte-has-real-weights")
     return cmd
@@ -152,7 +160,7 @@ def run_plan(args) -> int:
             record = dict(workload=workload, variant=variant, runtime=runtime, machine=machine,
                           command=" ".join(shlex.quote(c) for c in cmd), load_before=load_average(),
                           date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-            missing = [p for p in (expand(opts[k], args) for k in ("pte", "hf_dir") if k in opts) if not Path(p).exists()]
+            missing = [p for p in (expand(opts[k], args) for k in ("pte", "hf_dir", "gguf") if k in opts) if not Path(p).exists()]
             t0 = time.time()
             if missing:
                 record["error"] = f"missing input: {missing[0]}"
@@ -182,9 +190,10 @@ def run_plan(args) -> int:
 
 # --- report ----------------------------------------------------------------------------------------------------
 
-RUNTIME_ORDER = ["etmlx", "mlx-lm", "hf", "xnnpack"]
+RUNTIME_ORDER = ["etmlx", "mlx-lm", "hf", "xnnpack", "llama.cpp"]
 WEIGHTS_LABEL = {"file": "real", "SYNTHETIC WEIGHTS": "synthetic"}
-RUNTIME_LABEL = {"etmlx": "etmlx", "mlx-lm": "mlx-lm", "hf": "HF eager", "xnnpack": "ExecuTorch XNNPACK"}
+RUNTIME_LABEL = {"etmlx": "etmlx", "mlx-lm": "mlx-lm", "hf": "HF eager", "xnnpack": "ExecuTorch XNNPACK",
+                 "llama.cpp": "llama.cpp"}
 
 
 def load_records(dirs: list[str]) -> list[dict]:
@@ -335,6 +344,8 @@ def main() -> int:
     run.add_argument("--models", default=".gpu/models/bench", help="folder of the stripped benchmark exports")
     run.add_argument("--xnnpack-models", default=".gpu/xnnpack", help="folder of the XNNPACK exports ({xnnpack})")
     run.add_argument("--xnnpack-bench", default=".gpu/xnnpack/xnnpack_bench", help="tools/xnnpack-bench binary")
+    run.add_argument("--llama-bench", default=str(ETMLX_HOME / "llamacpp/build-cpu/bin/llama-bench"),
+                     help="llama.cpp's llama-bench binary")
     run.add_argument("--mlx-lm-path", default="/tmp/mlx-lm", help="folder holding the unpacked mlx_lm package")
     run.add_argument("--python-mlx", default=sys.executable, help="interpreter with mlx (mlx-lm runs)")
     run.add_argument("--python-torch", default=sys.executable, help="interpreter with torch+transformers (hf)")

@@ -21,6 +21,9 @@ Runtimes:
            DynamicCache, on CUDA or CPU.
   xnnpack  the official ExecuTorch runtime (Python bindings of the executorch wheel) running an XNNPACK export made
            by optimum-executorch (`forward(input_ids [1,T], cache_position [T])`), CPU.
+  llama.cpp  `llama-bench` on a GGUF file (its own method: one warm-up run per test, ppN = N-token prompt batch,
+           tgN = N tokens generated one at a time from an empty context); its per-repetition samples are turned
+           into median/min/max here, and the peak RSS is that of the llama-bench process.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import os
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import time
 import types
@@ -254,17 +258,48 @@ def bench_xnnpack(args) -> dict:
                 sampling="host argmax")
 
 
-RUNTIMES = {"mlx-lm": bench_mlx_lm, "hf": bench_hf, "xnnpack": bench_xnnpack}
+# --- llama.cpp -----------------------------------------------------------------------------------------------
+
+
+def bench_llama_cpp(args) -> dict:
+    if not (args.gguf and args.llama_bench):
+        raise SystemExit("llama.cpp: --gguf and --llama-bench are required")
+    threads = str(args.threads or os.cpu_count() or 1)
+    cmd = [args.llama_bench, "-m", args.gguf, "-p", ",".join(map(str, args.prompt)),
+           "-n", ",".join(map(str, args.gen)), "-r", str(args.reps), "-t", threads, "-o", "json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
+    stdout = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage: its peak RSS
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"llama.cpp: llama-bench exited with {os.waitstatus_to_exitcode(status)}")
+    prefill, decode = [], []
+    for test in json.loads(stdout):
+        tokens, is_prompt = (test["n_prompt"], True) if test["n_prompt"] else (test["n_gen"], False)
+        row = summarize(f"{'pp' if is_prompt else 'tg'}{tokens}", tokens, 1 if is_prompt else tokens,
+                        [ns / 1e9 for ns in test["samples_ns"]])
+        (prefill if is_prompt else decode).append(row)
+    first = json.loads(stdout)[0]
+    return dict(prefill=prefill, decode=decode, peak_memory_bytes=usage.ru_maxrss * 1024,
+                peak_memory_kind="process peak RSS", load_ms=None,
+                engine=f"llama.cpp {first.get('build_commit', '?')} ({first.get('backends', 'CPU')}), "
+                       f"{first.get('type_k', '')} KV, {threads} threads, {first.get('model_type', '')}",
+                sampling="none (llama-bench decodes without sampling)")
+
+
+RUNTIMES = {"mlx-lm": bench_mlx_lm, "hf": bench_hf, "xnnpack": bench_xnnpack, "llama.cpp": bench_llama_cpp}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runtime", choices=sorted(RUNTIMES))
     ap.add_argument("--shape", choices=sorted(SHAPES), required=True)
-    ap.add_argument("--dtype", choices=["fp32", "bf16", "8w", "4w", "8da4w"], default="bf16")
+    ap.add_argument("--dtype", choices=["fp32", "bf16", "8w", "4w", "8da4w", "q4_1"], default="bf16")
     ap.add_argument("--device", choices=["gpu", "cpu"], default="gpu")
     ap.add_argument("--hf-dir", help="real weights: an HF folder (config.json + model.safetensors)")
     ap.add_argument("--pte", help="xnnpack: the exported program")
+    ap.add_argument("--gguf", help="llama.cpp: the model file")
+    ap.add_argument("--llama-bench", help="llama.cpp: the llama-bench binary")
+    ap.add_argument("--threads", type=int, help="llama.cpp: threads (default: all cores)")
     ap.add_argument("--pte-has-real-weights", action="store_true", help="xnnpack: label the run 'real' weights")
     ap.add_argument("--mlx-lm-path", default="/tmp/mlx-lm", help="folder holding the unpacked mlx_lm package")
     ap.add_argument("-p", "--prompt", default="128", help="comma-separated prompt lengths")
@@ -276,7 +311,7 @@ def main() -> int:
     args.gen = [int(x) for x in args.gen.split(",") if x and int(x) > 0]
     result = RUNTIMES[args.runtime](args)
     print(json.dumps(dict(runtime=args.runtime, shape=args.shape, dtype=args.dtype, device=args.device,
-                          weights="real" if args.hf_dir or args.pte_has_real_weights else "random",
+                          weights="real" if args.hf_dir or args.gguf or args.pte_has_real_weights else "random",
                           repetitions=args.reps, warmup=1, seed=args.seed, **result)))
     return 0
 

@@ -24,7 +24,10 @@ Writes OUT/<name>.pte (stripped), OUT/<name>.pte.strip.json (removed keys and by
 Memory: W2 in bf16 is 16 GB of weights, and the exporter copies every weight into its named-data store (a second
 16 GB) before serializing. For W2 every weight of a given shape therefore gets the same random values: the official
 NamedDataStore keeps one buffer per distinct content, so the export holds ~1.3 GB of named data besides the model.
-The stripped program is the same as with distinct values (constants stay separate keys). Child processes run with
+W2-bf16 saves such a model as an HF folder; W2-4w does not fit even so (the saved folder is reloaded as 16 GB of
+distinct tensors before torchao quantizes it), so its child builds the model in-process with one shared storage
+per weight shape (`shared_storage_model`) and calls the official `export_llm_hf.main()` on it. Either way the
+stripped program is the same as with distinct values (constants stay separate keys). Child processes run with
 oom_score_adj 1000 so that, on a shared machine, the kernel picks them first if memory runs out.
 """
 

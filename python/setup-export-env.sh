@@ -8,7 +8,8 @@
 #   --llm  also install optimum-executorch 1.1.0 (pins transformers 5.0.0rc1) for the default
 #          (optimum) mode of export_llm_hf. It does not conflict with the pins below, so it goes
 #          into the same venv. (Loading GGUF checkpoints needs a newer transformers: keep that
-#          conversion in a separate venv, see docs in python/README.md.)
+#          conversion in a separate venv, see docs in python/README.md.) Also installs
+#          matplotlib, which `bench_harness.py report --svg` uses for the benchmark chart.
 #
 # Prints the venv path on the last line.
 set -euo pipefail
@@ -94,6 +95,7 @@ if [ "$WANT_LLM" = 1 ]; then
     log "installing optimum-executorch==$OPTIMUM_ET_VERSION (pins transformers 5.0.0rc1)"
     "$PY" -m pip install "optimum-executorch==$OPTIMUM_ET_VERSION"
   fi
+  have matplotlib "" || "$PY" -m pip install -q matplotlib
   # Guard: optimum must not have moved the base pins.
   have torch "$TORCH_VERSION" && have executorch "$EXECUTORCH_VERSION" \
     || { log "ERROR: optimum-executorch changed torch/executorch; use a separate venv"; exit 1; }

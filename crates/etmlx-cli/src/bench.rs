@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// Split decode step time into graph building, submission, waiting for results and the rest.
     #[arg(long)]
     pub profile: bool,
+    /// Rebuild views of constants (transposed weights, ...) on every call instead of once at load: only to
+    /// measure what that load-time folding saves.
+    #[arg(long)]
+    pub no_constant_folding: bool,
     /// Seed of the random token ids.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -114,7 +118,22 @@ pub struct DecodeProfile {
     pub argmax_ms: f64,
     /// Everything else in the step: the runtime's instruction loop and portable kernels, output handling.
     pub other_ms: f64,
+    /// MLX graph nodes submitted per step (each one an encoded kernel or a no-op view on the GPU).
+    pub primitives_per_step: f64,
+    /// `submit_ms` spread over those nodes: MLX's host cost per primitive.
+    pub submit_us_per_primitive: f64,
+    /// The most frequent primitive kinds, nodes per step, most frequent first.
+    pub top_primitives: Vec<PrimitiveCount>,
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrimitiveCount {
+    pub name: String,
+    pub per_step: f64,
+}
+
+/// How many primitive kinds the profile lists.
+const TOP_PRIMITIVES: usize = 12;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TestResult {
@@ -157,6 +176,8 @@ pub struct BenchReport {
     pub warmup: usize,
     pub seed: u64,
     pub sampling: &'static str,
+    /// Whether views of constants were folded at load (`--no-constant-folding` turns it off).
+    pub constant_folding: bool,
     pub prefill: Vec<TestResult>,
     pub decode: Vec<TestResult>,
     /// Highest MLX peak over all tests (after load).
@@ -216,6 +237,13 @@ pub fn backend_options(mut o: BackendOptions, args: &BenchArgs) -> BackendOption
     }
     if args.profile {
         o.set(id, option_keys::PROFILE, OptionValue::Bool(true));
+    }
+    if args.no_constant_folding {
+        o.set(
+            id,
+            option_keys::FOLD_CONSTANT_VIEWS,
+            OptionValue::Bool(false),
+        );
     }
     o
 }
@@ -353,6 +381,17 @@ pub fn run(
             let submit_ms = per_exec_ms(timings.submit_ns);
             let wait_ms = per_exec_ms(timings.wait_ns);
             let argmax_ms = argmax_s / steps * 1e3;
+            let primitives_per_step = timings.primitives.values().sum::<u64>() as f64 / executes;
+            let mut top_primitives: Vec<PrimitiveCount> = timings
+                .primitives
+                .iter()
+                .map(|(name, &n)| PrimitiveCount {
+                    name: name.clone(),
+                    per_step: n as f64 / executes,
+                })
+                .collect();
+            top_primitives.sort_by(|a, b| b.per_step.total_cmp(&a.per_step));
+            top_primitives.truncate(TOP_PRIMITIVES);
             DecodeProfile {
                 step_ms,
                 graph_build_ms,
@@ -360,6 +399,13 @@ pub fn run(
                 wait_ms,
                 argmax_ms,
                 other_ms: step_ms - graph_build_ms - submit_ms - wait_ms - argmax_ms,
+                primitives_per_step,
+                submit_us_per_primitive: if primitives_per_step > 0.0 {
+                    submit_ms * 1e3 / primitives_per_step
+                } else {
+                    0.0
+                },
+                top_primitives,
             }
         });
         decode.push(result(format!("tg{n}"), n, n, &secs, profile)?);
@@ -392,6 +438,7 @@ pub fn run(
         } else {
             "host argmax"
         },
+        constant_folding: !args.no_constant_folding,
         prefill,
         decode,
         peak_memory_bytes,
@@ -489,6 +536,9 @@ pub fn print_table(r: &BenchReport) {
         r.weight_bytes as f64 / MIB,
         r.sampling
     );
+    if !r.constant_folding {
+        println!("constant folding off (--no-constant-folding)");
+    }
     println!(
         "repetitions {} (median [min, max]), warm-up {}, seed {}",
         r.repetitions, r.warmup, r.seed
@@ -530,6 +580,18 @@ pub fn print_table(r: &BenchReport) {
             println!(
                 "{} per step: {:.3} ms = graph build {:.3} + submit {:.3} + wait/copy {:.3} + argmax {:.3} + other {:.3}",
                 t.test, p.step_ms, p.graph_build_ms, p.submit_ms, p.wait_ms, p.argmax_ms, p.other_ms
+            );
+            let top: Vec<String> = p
+                .top_primitives
+                .iter()
+                .map(|c| format!("{} {:.0}", c.name, c.per_step))
+                .collect();
+            println!(
+                "{} per step: {:.0} MLX primitives submitted ({:.2} µs of submit each); most frequent: {}",
+                t.test,
+                p.primitives_per_step,
+                p.submit_us_per_primitive,
+                top.join(", ")
             );
         }
     }

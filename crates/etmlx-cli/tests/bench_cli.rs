@@ -93,6 +93,33 @@ fn json_report_shape_and_chunking() {
         profile["graph_build_ms"].as_f64().unwrap_or(0.0) > 0.0,
         "building the graph takes time"
     );
+    // Every decode step submits a graph: at least the model's matmuls, listed by primitive kind.
+    let per_step = profile["primitives_per_step"]
+        .as_f64()
+        .expect("primitives_per_step");
+    assert!(per_step >= 1.0, "{profile}");
+    let top = profile["top_primitives"]
+        .as_array()
+        .expect("top_primitives");
+    assert!(!top.is_empty(), "{profile}");
+    let listed: f64 = top
+        .iter()
+        .map(|c| c["per_step"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!(
+        listed <= per_step + 1e-9,
+        "the top kinds are part of the total: {profile}"
+    );
+    // A decode step runs every linear layer: 7 per Llama layer (q, k, v, o, gate, up, down) plus the LM head.
+    let layers = meta["hf_config"]["num_hidden_layers"]
+        .as_f64()
+        .expect("layers");
+    let matmuls: f64 = top
+        .iter()
+        .filter(|c| matches!(c["name"].as_str(), Some("Matmul" | "AddMM")))
+        .map(|c| c["per_step"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!(matmuls >= 7.0 * layers + 1.0, "{profile}");
     assert!(r["peak_memory_bytes"].as_u64().expect("peak") > 0);
     assert!(!r["versions"]["mlx"]
         .as_str()

@@ -1,6 +1,7 @@
 //! `MLXBackend`: the runtime's [`Backend`] for MLX payloads — init (constants, mutable buffers,
 //! init chain) and execute (bind inputs, interpret the main chain, evaluate, copy outputs back).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -32,12 +33,15 @@ pub mod option_keys {
     /// deterministic pseudo-random values of its declared shape and dtype instead of failing. For benchmarks
     /// only: the outputs are meaningless. Off by default.
     pub const SYNTHETIC_WEIGHTS: &str = "synthetic_weights";
+    /// Bool: compute views of constants (the transposed weights of `addmm`, ...) once at load instead of
+    /// on every execute (see `exec::fold`). On by default; off only to measure what it saves.
+    pub const FOLD_CONSTANT_VIEWS: &str = "fold_constant_views";
     /// Bool: accumulate host-side timings of every execute (see [`super::take_exec_timings`]). Off by default.
     pub const PROFILE: &str = "profile";
 }
 
 /// Where an execute's host time goes, summed over executes while the `profile` option is on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecTimings {
     pub executes: u64,
     /// Waiting for the MLX lock, copying inputs into MLX and interpreting the chain (building the lazy graph).
@@ -46,6 +50,9 @@ pub struct ExecTimings {
     pub submit_ns: u64,
     /// Waiting for the results and copying them into the runtime's output tensors.
     pub wait_ns: u64,
+    /// MLX graph nodes submitted, per primitive kind, summed over executes (what `submit` encodes and
+    /// launches). Counted just before `async_eval`; the counting is left out of every timing above.
+    pub primitives: BTreeMap<String, u64>,
 }
 
 static EXEC_TIMINGS: Mutex<ExecTimings> = Mutex::new(ExecTimings {
@@ -53,7 +60,16 @@ static EXEC_TIMINGS: Mutex<ExecTimings> = Mutex::new(ExecTimings {
     build_ns: 0,
     submit_ns: 0,
     wait_ns: 0,
+    primitives: BTreeMap::new(),
 });
+
+/// What one profiled execute measures inside the MLX lock.
+#[derive(Default)]
+struct SubmitProfile {
+    submit_ns: u64,
+    count_ns: u64,
+    primitives: Vec<(String, usize)>,
+}
 
 /// Returns the timings accumulated by handles loaded with the `profile` option, and resets them.
 pub fn take_exec_timings() -> ExecTimings {
@@ -84,6 +100,8 @@ pub struct ExecOptions {
     pub cache_key: Option<String>,
     pub synthetic_weights: bool,
     pub profile: bool,
+    /// `fold_constant_views` = false.
+    pub skip_folding: bool,
 }
 
 impl ExecOptions {
@@ -111,6 +129,7 @@ impl ExecOptions {
                 (option_keys::CACHE_KEY, OptionValue::Str(s)) => o.cache_key = Some(s.clone()),
                 (option_keys::SYNTHETIC_WEIGHTS, OptionValue::Bool(b)) => o.synthetic_weights = *b,
                 (option_keys::PROFILE, OptionValue::Bool(b)) => o.profile = *b,
+                (option_keys::FOLD_CONSTANT_VIEWS, OptionValue::Bool(b)) => o.skip_folding = !*b,
                 (key, value) => {
                     return Err(ExecError::Other(format!(
                         "unknown or mistyped MLXBackend option {key}={value:?}"
@@ -191,6 +210,7 @@ impl MlxHandle {
             persistent: Persistent {
                 constants,
                 mutable_buffers,
+                folded: Vec::new(),
             },
             stream,
             options,
@@ -203,10 +223,23 @@ impl MlxHandle {
             mlx::eval(&refs)?;
             handle.transient.clear();
         }
+        if !handle.options.skip_folding {
+            let folded = handle.with_ctx(false, exec::fold::fold_main_chain);
+            handle.transient.clear();
+            handle.persistent.folded = folded?;
+        }
         Ok(handle)
     }
 
     fn run(&mut self, chain: usize, is_init_chain: bool) -> Result<(), ExecError> {
+        self.with_ctx(is_init_chain, |cx| exec::run_chain(cx, chain))
+    }
+
+    fn with_ctx<T>(
+        &mut self,
+        is_init_chain: bool,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<T, ExecError>,
+    ) -> Result<T, ExecError> {
         let mut cache_guard = self
             .cache
             .as_ref()
@@ -221,14 +254,15 @@ impl MlxHandle {
             cache: cache_guard.as_deref_mut(),
             options: &self.options,
         };
-        exec::run_chain(&mut cx, chain)
+        f(&mut cx)
     }
 
-    /// Builds the graph and submits it; `submit_ns` receives the time `async_eval` took.
+    /// Builds the graph and submits it; `profile` receives the time `async_eval` took and, with the `profile`
+    /// option, the graph's primitive counts.
     fn execute_locked(
         &mut self,
         args: &mut DelegateArgs<'_>,
-        submit_ns: &mut u64,
+        profile: &mut SubmitProfile,
     ) -> Result<Vec<(usize, Array)>, ExecError> {
         let n_in = self.graph.input_map.len();
         let expected = n_in + self.graph.output_map.len();
@@ -331,9 +365,14 @@ impl MlxHandle {
             }
         }
         let refs: Vec<&Array> = prepared.iter().map(|(_, a)| a).collect();
+        if self.options.profile {
+            let count_started = Instant::now();
+            profile.primitives = mlx::graph_primitive_counts(&refs)?;
+            profile.count_ns = elapsed_ns(count_started);
+        }
         let submit_started = Instant::now();
         mlx::async_eval(&refs)?;
-        *submit_ns = elapsed_ns(submit_started);
+        profile.submit_ns = elapsed_ns(submit_started);
         // Temps are no longer needed; dropping them now returns their buffers to MLX's cache.
         self.transient.clear();
         Ok(prepared)
@@ -507,10 +546,10 @@ fn zero_mutable_buffers(graph: &Graph, stream: Stream) -> Result<Vec<Option<Arra
 impl DelegateHandle for MlxHandle {
     fn execute(&mut self, args: &mut DelegateArgs<'_>) -> Result<(), BackendError> {
         let started = Instant::now();
-        let mut submit_ns = 0;
+        let mut submitted = SubmitProfile::default();
         let prepared = {
             let _guard = mlx_lock();
-            self.execute_locked(args, &mut submit_ns).map_err(|e| {
+            self.execute_locked(args, &mut submitted).map_err(|e| {
                 self.transient.clear();
                 BackendError::new(e.to_string())
             })?
@@ -530,9 +569,14 @@ impl DelegateHandle for MlxHandle {
             let wait_ns = elapsed_ns(wait_started);
             let mut t = EXEC_TIMINGS.lock().unwrap_or_else(|p| p.into_inner());
             t.executes += 1;
-            t.build_ns += built_and_submitted_ns.saturating_sub(submit_ns);
-            t.submit_ns += submit_ns;
+            t.build_ns += built_and_submitted_ns
+                .saturating_sub(submitted.submit_ns)
+                .saturating_sub(submitted.count_ns);
+            t.submit_ns += submitted.submit_ns;
             t.wait_ns += wait_ns;
+            for (name, count) in submitted.primitives {
+                *t.primitives.entry(name).or_default() += count as u64;
+            }
         }
         self.executes += 1;
         if self.options.clear_cache_interval > 0

@@ -2,8 +2,11 @@
 #include <dlfcn.h>
 
 #include <cstring>
+#include <map>
 #include <stdexcept>
+#include <unordered_set>
 
+#include "mlx/primitives.h"
 #include "shim.h"
 
 namespace etm {
@@ -237,6 +240,35 @@ int etm_eval(const etm_array* const* arrays, size_t n) noexcept {
 
 int etm_async_eval(const etm_array* const* arrays, size_t n) noexcept {
   return guarded([&] { mx::async_eval(to_arrays(arrays, n)); });
+}
+
+// Walks the not-yet-scheduled graph behind `arrays` and calls `visit` once per primitive kind with the number of
+// graph nodes using it (the sibling outputs of one node count once): what MLX will encode and launch on an eval.
+int etm_graph_primitives(const etm_array* const* arrays, size_t n,
+                         void (*visit)(void* ctx, const char* name, size_t count), void* ctx) noexcept {
+  return guarded([&] {
+    std::unordered_set<std::uintptr_t> seen;
+    std::map<std::string, size_t> counts;
+    std::vector<mx::array> pending = to_arrays(arrays, n);
+    while (!pending.empty()) {
+      mx::array a = std::move(pending.back());
+      pending.pop_back();
+      if (!seen.insert(a.id()).second || !a.has_primitive() ||
+          a.status() != mx::array::Status::unscheduled) {
+        continue;
+      }
+      for (const auto& sibling : a.siblings()) {
+        seen.insert(sibling.id());
+      }
+      counts[a.primitive().name()] += 1;
+      for (const auto& input : a.inputs()) {
+        pending.push_back(input);
+      }
+    }
+    for (const auto& [name, count] : counts) {
+      visit(ctx, name.c_str(), count);
+    }
+  });
 }
 
 int etm_array_wait(etm_array* a) noexcept {

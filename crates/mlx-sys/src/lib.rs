@@ -15,7 +15,7 @@
 
 #![allow(non_camel_case_types)]
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 
 /// Directory of the `libmlx` this crate was linked against at build time.
 pub const MLX_LIB_DIR: &str = env!("ETMLX_MLX_LIB_DIR");
@@ -173,6 +173,12 @@ unsafe extern "C" {
     pub fn etm_array_id(a: *const etm_array, out: *mut usize) -> c_int;
     pub fn etm_eval(arrays: *const *const etm_array, n: usize) -> c_int;
     pub fn etm_async_eval(arrays: *const *const etm_array, n: usize) -> c_int;
+    pub fn etm_graph_primitives(
+        arrays: *const *const etm_array,
+        n: usize,
+        visit: extern "C" fn(ctx: *mut c_void, name: *const c_char, count: usize),
+        ctx: *mut c_void,
+    ) -> c_int;
     pub fn etm_array_wait(a: *mut etm_array) -> c_int;
     pub fn etm_array_read(a: *mut etm_array, dst: *mut u8, dst_len: usize) -> c_int;
     pub fn etm_array_item_i64(a: *mut etm_array, out: *mut i64) -> c_int;

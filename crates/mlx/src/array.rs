@@ -343,6 +343,29 @@ pub fn eval(arrays: &[&Array]) -> Result<()> {
     })
 }
 
+/// The primitives MLX would run to evaluate `arrays` (nodes not yet scheduled; a multi-output node counts once),
+/// as (primitive name, node count) sorted by name. For profiling: host submit cost grows with the node count.
+pub fn graph_primitive_counts(arrays: &[&Array]) -> Result<Vec<(String, usize)>> {
+    extern "C" fn visit(ctx: *mut std::ffi::c_void, name: *const std::ffi::c_char, count: usize) {
+        // SAFETY: `ctx` is the `Vec` below, borrowed for the call; `name` is NUL-terminated, valid for the call.
+        let counts = unsafe { &mut *ctx.cast::<Vec<(String, usize)>>() };
+        let name = unsafe { std::ffi::CStr::from_ptr(name) };
+        counts.push((name.to_string_lossy().into_owned(), count));
+    }
+    let raw = raw_list(arrays);
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    // SAFETY: `raw` holds valid handles borrowed for the call; `visit` only touches `counts`, which outlives it.
+    check("graph_primitives", unsafe {
+        mlx_sys::etm_graph_primitives(
+            raw.as_ptr(),
+            raw.len(),
+            visit,
+            (&mut counts as *mut Vec<(String, usize)>).cast(),
+        )
+    })?;
+    Ok(counts)
+}
+
 /// Schedules evaluation and returns immediately; use [`Array::wait`] or a read to sync.
 pub fn async_eval(arrays: &[&Array]) -> Result<()> {
     let raw = raw_list(arrays);

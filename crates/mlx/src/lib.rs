@@ -24,7 +24,7 @@ pub mod memory;
 pub mod ops;
 pub mod random;
 
-pub use array::{async_eval, eval, Array, Element};
+pub use array::{async_eval, eval, graph_primitive_counts, Array, Element};
 pub use device::{default_device, is_available, synchronize, Device, DeviceType, Stream};
 pub use dtype::Dtype;
 pub use error::{MlxError, Result};

@@ -166,6 +166,33 @@ fn eval_async_eval_and_wait() {
 }
 
 #[test]
+fn graph_primitive_counts_cover_only_pending_nodes() {
+    let _g = lock();
+    let s = cpu();
+    let a = f32s(&[1.0, 2.0, 3.0, 4.0], &[4]);
+    let b = ops::binary(BinaryOp::Add, &a, &a, s).unwrap();
+    let c = ops::binary(BinaryOp::Multiply, &b, &b, s).unwrap();
+    let d = ops::binary(BinaryOp::Add, &c, &b, s).unwrap();
+    // `b` is reached twice (from `c` and `d`) but is one node; the leaf `a` has no primitive.
+    let counts = mlx::graph_primitive_counts(&[&d]).unwrap();
+    assert_eq!(
+        counts,
+        vec![("Add".to_string(), 2), ("Multiply".to_string(), 1)]
+    );
+    // The two halves of a split are outputs of one node.
+    let halves = ops::split_equal(&d, 2, 0, s).unwrap();
+    let counts = mlx::graph_primitive_counts(&[&halves[0], &halves[1]]).unwrap();
+    let split = counts
+        .iter()
+        .find(|(name, _)| name == "Split")
+        .map(|&(_, n)| n);
+    assert_eq!(split, Some(1), "{counts:?}");
+    // Once evaluated, nothing is pending.
+    mlx::eval(&[&d]).unwrap();
+    assert!(mlx::graph_primitive_counts(&[&d]).unwrap().is_empty());
+}
+
+#[test]
 fn streams_and_devices() {
     let _g = lock();
     assert!(mlx::is_available(DeviceType::Cpu));

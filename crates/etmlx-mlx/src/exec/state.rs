@@ -84,6 +84,8 @@ pub struct Persistent {
     pub constants: Vec<Array>,
     /// Indexed by `tid - first_mutable_buffer`.
     pub mutable_buffers: Vec<Option<Array>>,
+    /// Per main-chain op index: the output slot and value of an op folded at load ([`super::fold`]).
+    pub folded: Vec<Option<(Tid, Array)>>,
 }
 
 /// Arrays and values of one execute: inputs, outputs, temps and value slots. Cleared after every

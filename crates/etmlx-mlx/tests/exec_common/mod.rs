@@ -2,6 +2,7 @@
 //! `exec::dispatch` (or whole chains through `exec::run_chain`) on MLX's CPU stream.
 #![allow(dead_code)] // each test file uses part of it
 
+use etmlx_mlx::exec::fold::fold_main_chain;
 use etmlx_mlx::exec::{dispatch, run_chain, Ctx, Layout, Persistent, Transient, Value};
 use etmlx_mlx::ir::{Graph, Op, Tid, Vid};
 use etmlx_mlx::{ExecError, ExecOptions};
@@ -27,9 +28,14 @@ impl Harness {
 
     /// A graph with these chains (chain 0 is the main chain), run with [`Harness::run_chain`].
     pub fn with_chains(chains: Vec<Vec<Op>>) -> Harness {
+        Harness::with_constants(chains, vec![])
+    }
+
+    /// Like [`Harness::with_chains`], with constant slots `0..constants.len()` (temps follow them).
+    pub fn with_constants(chains: Vec<Vec<Op>>, constants: Vec<Array>) -> Harness {
         let graph = Graph {
             version: 1,
-            num_constants: 0,
+            num_constants: constants.len() as u32,
             num_inputs: 0,
             num_outputs: 0,
             num_mutable_buffers: 0,
@@ -48,7 +54,8 @@ impl Harness {
         Harness {
             graph,
             persistent: Persistent {
-                constants: vec![],
+                folded: Vec::new(),
+                constants,
                 mutable_buffers: vec![],
             },
             transient,
@@ -92,6 +99,14 @@ impl Harness {
 
     pub fn run(&mut self, op: Op) -> Result<(), ExecError> {
         dispatch(&mut self.ctx(), &op)
+    }
+
+    /// Folds the main chain's views of constants, as a handle does at load (`exec::fold`).
+    pub fn fold(&mut self) -> Result<(), ExecError> {
+        let folded = fold_main_chain(&mut self.ctx())?;
+        self.transient.clear();
+        self.persistent.folded = folded;
+        Ok(())
     }
 
     pub fn run_chain(&mut self, chain: usize) -> Result<(), ExecError> {
