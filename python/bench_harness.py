@@ -4,8 +4,8 @@
     # on a machine: run the plan for its kind, one child process per (runtime, workload), results appended
     python python/bench_harness.py run --plan cpu --out DIR [--only REGEX] [-p 128 -n 128 -r 3] [paths...]
     python python/bench_harness.py run --plan gpu --out DIR [--only REGEX] [-p 128,512,2048 -n 128,512 -r 5]
-    # anywhere: turn result folders into docs tables (markdown) and a chart (SVG, needs matplotlib)
-    python python/bench_harness.py report DIR [DIR ...] --markdown OUT.md --svg OUT.svg
+    # anywhere: turn result folders into docs tables (markdown) and a chart (SVG or PNG, needs matplotlib)
+    python python/bench_harness.py report DIR [DIR ...] --markdown OUT.md --chart OUT.svg  (or .png)
 
 Runtimes: `etmlx` (`etmlx bench --json`), and the peers of `bench_peers.py`: `mlx-lm` (same MLX library),
 `hf` (HF transformers, PyTorch eager), `xnnpack` (the official ExecuTorch runtime with an XNNPACK export, CPU),
@@ -293,7 +293,8 @@ def render_ratios(rows: list[dict], tests: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_svg(records: list[dict], path: str) -> None:
+def render_chart(records: list[dict], path: str) -> None:
+    """Grouped bars of decode tok/s per machine; the format follows the file extension (.svg, .png)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -325,7 +326,7 @@ def render_svg(records: list[dict], path: str) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("etmlx and peers, decode throughput (python/bench_harness.py report)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, format="svg")
+    fig.savefig(path)
 
 
 def main() -> int:
@@ -353,7 +354,7 @@ def main() -> int:
     rep = sub.add_parser("report", help="markdown tables and an SVG chart from result folders")
     rep.add_argument("dirs", nargs="+")
     rep.add_argument("--markdown")
-    rep.add_argument("--svg")
+    rep.add_argument("--chart", help="decode chart, .svg or .png (matplotlib)")
     args = ap.parse_args()
     if args.cmd == "run":
         return run_plan(args)
@@ -363,8 +364,8 @@ def main() -> int:
         Path(args.markdown).write_text(md)
     else:
         print(md)
-    if args.svg:
-        render_svg(records, args.svg)
+    if args.chart:
+        render_chart(records, args.chart)
     return 0
 
 
