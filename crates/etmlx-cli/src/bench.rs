@@ -104,9 +104,11 @@ impl Summary {
     }
 }
 
-/// Per-step decode time split (milliseconds, means over the measured steps).
+/// Where a `forward` call's time goes (milliseconds, means over the measured calls: decode steps, or the
+/// prefill chunks of a prompt).
 #[derive(Debug, Clone, Serialize)]
-pub struct DecodeProfile {
+pub struct CallProfile {
+    /// Wall time per call.
     pub step_ms: f64,
     /// Lock wait, input copies and interpreting the payload (building MLX's lazy graph).
     pub graph_build_ms: f64,
@@ -114,15 +116,15 @@ pub struct DecodeProfile {
     pub submit_ms: f64,
     /// Waiting for the results plus copying the logits to the host.
     pub wait_ms: f64,
-    /// Host argmax over the vocabulary.
+    /// Host argmax over the vocabulary (decode only).
     pub argmax_ms: f64,
     /// Everything else in the step: the runtime's instruction loop and portable kernels, output handling.
     pub other_ms: f64,
-    /// MLX graph nodes submitted per step (each one an encoded kernel or a no-op view on the GPU).
+    /// MLX graph nodes submitted per call (each one an encoded kernel or a no-op view on the GPU).
     pub primitives_per_step: f64,
     /// `submit_ms` spread over those nodes: MLX's host cost per primitive.
     pub submit_us_per_primitive: f64,
-    /// The most frequent primitive kinds, nodes per step, most frequent first.
+    /// The most frequent primitive kinds, nodes per call, most frequent first.
     pub top_primitives: Vec<PrimitiveCount>,
 }
 
@@ -150,7 +152,7 @@ pub struct TestResult {
     pub ms_max: f64,
     pub peak_memory_bytes: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<DecodeProfile>,
+    pub profile: Option<CallProfile>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -349,13 +351,12 @@ pub fn run(
                     .with_context(|| format!("pp{p}, repetition {}", rep + 1))?,
             );
         }
-        prefill.push(result(
-            format!("pp{p}"),
-            p,
-            p.div_ceil(r.chunk),
-            &secs,
-            None,
-        )?);
+        let calls = p.div_ceil(r.chunk);
+        let timings = etmlx_mlx::backend::take_exec_timings();
+        let profile = args
+            .profile
+            .then(|| call_profile(&timings, &secs, calls * args.repetitions, 0.0));
+        prefill.push(result(format!("pp{p}"), p, calls, &secs, profile)?);
     }
     let mut decode = Vec::new();
     for &n in &gens {
@@ -372,42 +373,9 @@ pub fn run(
         }
         // The timings include each repetition's untimed first step; spread over all executes.
         let timings = etmlx_mlx::backend::take_exec_timings();
-        let profile = args.profile.then(|| {
-            let steps = (n * args.repetitions) as f64;
-            let executes = timings.executes.max(1) as f64;
-            let per_exec_ms = |ns: u64| ns as f64 / executes / 1e6;
-            let step_ms = secs.iter().sum::<f64>() / steps * 1e3;
-            let graph_build_ms = per_exec_ms(timings.build_ns);
-            let submit_ms = per_exec_ms(timings.submit_ns);
-            let wait_ms = per_exec_ms(timings.wait_ns);
-            let argmax_ms = argmax_s / steps * 1e3;
-            let primitives_per_step = timings.primitives.values().sum::<u64>() as f64 / executes;
-            let mut top_primitives: Vec<PrimitiveCount> = timings
-                .primitives
-                .iter()
-                .map(|(name, &n)| PrimitiveCount {
-                    name: name.clone(),
-                    per_step: n as f64 / executes,
-                })
-                .collect();
-            top_primitives.sort_by(|a, b| b.per_step.total_cmp(&a.per_step));
-            top_primitives.truncate(TOP_PRIMITIVES);
-            DecodeProfile {
-                step_ms,
-                graph_build_ms,
-                submit_ms,
-                wait_ms,
-                argmax_ms,
-                other_ms: step_ms - graph_build_ms - submit_ms - wait_ms - argmax_ms,
-                primitives_per_step,
-                submit_us_per_primitive: if primitives_per_step > 0.0 {
-                    submit_ms * 1e3 / primitives_per_step
-                } else {
-                    0.0
-                },
-                top_primitives,
-            }
-        });
+        let profile = args
+            .profile
+            .then(|| call_profile(&timings, &secs, n * args.repetitions, argmax_s));
         decode.push(result(format!("tg{n}"), n, n, &secs, profile)?);
     }
     let peak_memory_bytes = prefill
@@ -456,12 +424,57 @@ pub fn run(
     })
 }
 
+/// The profile of `timed_calls` calls that took `secs` in all (per repetition) and `argmax_s` of host
+/// argmax. The backend's timings may include untimed calls (decode's 1-token prompt): per-execute parts are
+/// means over the executes it saw.
+fn call_profile(
+    timings: &etmlx_mlx::backend::ExecTimings,
+    secs: &[f64],
+    timed_calls: usize,
+    argmax_s: f64,
+) -> CallProfile {
+    let calls = timed_calls.max(1) as f64;
+    let executes = timings.executes.max(1) as f64;
+    let per_exec_ms = |ns: u64| ns as f64 / executes / 1e6;
+    let step_ms = secs.iter().sum::<f64>() / calls * 1e3;
+    let graph_build_ms = per_exec_ms(timings.build_ns);
+    let submit_ms = per_exec_ms(timings.submit_ns);
+    let wait_ms = per_exec_ms(timings.wait_ns);
+    let argmax_ms = argmax_s / calls * 1e3;
+    let primitives_per_step = timings.primitives.values().sum::<u64>() as f64 / executes;
+    let mut top_primitives: Vec<PrimitiveCount> = timings
+        .primitives
+        .iter()
+        .map(|(name, &n)| PrimitiveCount {
+            name: name.clone(),
+            per_step: n as f64 / executes,
+        })
+        .collect();
+    top_primitives.sort_by(|a, b| b.per_step.total_cmp(&a.per_step));
+    top_primitives.truncate(TOP_PRIMITIVES);
+    CallProfile {
+        step_ms,
+        graph_build_ms,
+        submit_ms,
+        wait_ms,
+        argmax_ms,
+        other_ms: step_ms - graph_build_ms - submit_ms - wait_ms - argmax_ms,
+        primitives_per_step,
+        submit_us_per_primitive: if primitives_per_step > 0.0 {
+            submit_ms * 1e3 / primitives_per_step
+        } else {
+            0.0
+        },
+        top_primitives,
+    }
+}
+
 fn result(
     test: String,
     tokens: usize,
     calls: usize,
     secs: &[f64],
-    profile: Option<DecodeProfile>,
+    profile: Option<CallProfile>,
 ) -> Result<TestResult> {
     let tok_s: Vec<f64> = secs
         .iter()
@@ -575,10 +588,10 @@ pub fn print_table(r: &BenchReport) {
             t.peak_memory_bytes as f64 / MIB
         );
     }
-    for t in &r.decode {
+    for t in r.prefill.iter().chain(&r.decode) {
         if let Some(p) = &t.profile {
             println!(
-                "{} per step: {:.3} ms = graph build {:.3} + submit {:.3} + wait/copy {:.3} + argmax {:.3} + other {:.3}",
+                "{} per call: {:.3} ms = graph build {:.3} + submit {:.3} + wait/copy {:.3} + argmax {:.3} + other {:.3}",
                 t.test, p.step_ms, p.graph_build_ms, p.submit_ms, p.wait_ms, p.argmax_ms, p.other_ms
             );
             let top: Vec<String> = p
@@ -587,7 +600,7 @@ pub fn print_table(r: &BenchReport) {
                 .map(|c| format!("{} {:.0}", c.name, c.per_step))
                 .collect();
             println!(
-                "{} per step: {:.0} MLX primitives submitted ({:.2} µs of submit each); most frequent: {}",
+                "{} per call: {:.0} MLX primitives submitted ({:.2} µs of submit each); most frequent: {}",
                 t.test,
                 p.primitives_per_step,
                 p.submit_us_per_primitive,

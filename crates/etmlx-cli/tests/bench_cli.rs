@@ -110,6 +110,20 @@ fn json_report_shape_and_chunking() {
         listed <= per_step + 1e-9,
         "the top kinds are part of the total: {profile}"
     );
+    // Prefill is profiled per forward call: a prompt of two chunks takes two calls, and their mean
+    // time × calls is the mean repetition, within [min, max].
+    for t in prefill {
+        let p = &t["profile"];
+        let calls = t["calls"].as_f64().expect("calls");
+        let per_rep = p["step_ms"].as_f64().expect("step_ms") * calls;
+        let (lo, hi) = (t["ms_min"].as_f64().unwrap(), t["ms_max"].as_f64().unwrap());
+        assert!(per_rep >= lo * 0.999 && per_rep <= hi * 1.001, "{t}");
+        assert!(
+            p["primitives_per_step"].as_f64().expect("primitives") >= 1.0,
+            "{t}"
+        );
+        assert_eq!(p["argmax_ms"].as_f64(), Some(0.0), "{t}");
+    }
     // A decode step runs every linear layer: 7 per Llama layer (q, k, v, o, gate, up, down) plus the LM head.
     let layers = meta["hf_config"]["num_hidden_layers"]
         .as_f64()
