@@ -304,6 +304,7 @@ pub fn run(
         ptd: ptd.map(Path::to_path_buf),
         backend: backend_options(backend, args),
         kv_dtype: None,
+        all_position_logits: false,
     };
     let load_started = Instant::now();
     let model = LlmModel::open(&args.model, options)

@@ -86,6 +86,7 @@ impl ModelArgs {
                 "fp16" => mlx::Dtype::Float16,
                 _ => mlx::Dtype::Bfloat16,
             }),
+            all_position_logits: false,
         };
         let model = etmlx_llm::LlmModel::open(&self.model, options)
             .with_context(|| format!("model {}", self.model.display()))?;

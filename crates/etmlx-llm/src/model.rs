@@ -95,6 +95,10 @@ pub struct ModelOptions {
     pub backend: BackendOptions,
     /// Off-graph KV storage dtype; default: the logits' dtype (fp32 exports keep fp32 keys and values).
     pub kv_dtype: Option<mlx::Dtype>,
+    /// Keep the logits of every prompt position in `forward`'s output (exports that return [1, T, V]). By
+    /// default only the last position crosses from the device (generation reads nothing else), so output #0
+    /// is [1, 1, V] after a prefill.
+    pub all_position_logits: bool,
 }
 
 /// On-device sampling parameters, for exports with a sampling head.
@@ -345,9 +349,41 @@ fn load_forward(
             Some(cache)
         }
     };
+    if !options.all_position_logits
+        && meta.output == OutputKind::AllLogits
+        && logits_come_straight_from_one_delegate(program)
+    {
+        // Only the last position's logits are read: leave the rest on the device.
+        backend.set(
+            etmlx_mlx::BACKEND_ID,
+            etmlx_mlx::backend::option_keys::LAST_POSITION_OUTPUTS,
+            etmlx_runtime::OptionValue::Bool(true),
+        );
+    }
     program.set_backend_options(backend);
     let forward = program.load_method(FORWARD_METHOD)?;
     Ok((forward, cache))
+}
+
+/// Whether `forward` is one delegate call whose only output is the method's only output, so that a delegate
+/// returning just the last position of its [1, T, V] output changes nothing but the output's length.
+fn logits_come_straight_from_one_delegate(program: &Program) -> bool {
+    let Some(plan) = program
+        .pte()
+        .program()
+        .plans
+        .iter()
+        .find(|p| p.name == FORWARD_METHOD)
+    else {
+        return false;
+    };
+    let instructions: Vec<_> = plan.chains.iter().flat_map(|c| &c.instructions).collect();
+    match (instructions.as_slice(), plan.outputs.as_slice()) {
+        ([etmlx_pte::Instruction::DelegateCall { args, .. }], [output]) => {
+            args.last() == Some(output)
+        }
+        _ => false,
+    }
 }
 
 fn offgraph_spec(

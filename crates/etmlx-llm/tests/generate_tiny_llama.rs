@@ -104,10 +104,15 @@ fn tensor(v: HostValue) -> HostTensor {
     }
 }
 
-/// Prefill logits for the prompt at positions 0..n, then decode logits for `decode_token` at `decode_position`.
+/// Prefill logits for the prompt at positions 0..n, then decode logits for `decode_token` at `decode_position`;
+/// then the default load, which keeps only the last prompt position's logits, against the same reference.
 fn check_logits(name: &str) {
     let f = Fixture::load(name);
-    let mut model = LlmModel::open(f.pte(), ModelOptions::default()).expect("open");
+    let all_positions = ModelOptions {
+        all_position_logits: true,
+        ..ModelOptions::default()
+    };
+    let mut model = LlmModel::open(f.pte(), all_positions).expect("open");
     let prompt = f.prompt();
     let prefill = tensor(model.forward_raw(&prompt, 0, None).expect("prefill"));
     assert_close(
@@ -126,6 +131,30 @@ fn check_logits(name: &str) {
         &f.expected("expected_decode_logits.bin"),
         f.tolerance(),
     );
+
+    let expected = f.expected("expected_prefill_logits.bin");
+    let mut model = LlmModel::open(f.pte(), ModelOptions::default()).expect("open");
+    let last = tensor(model.forward_raw(&prompt, 0, None).expect("prefill"));
+    match expected.sizes[..] {
+        [1, t, v] => {
+            let row = v as usize * expected.dtype.element_size();
+            let tail = expected.bytes[expected.bytes.len() - row..].to_vec();
+            let expected_last = HostTensor {
+                sizes: vec![1, 1, v],
+                bytes: tail,
+                ..expected
+            };
+            assert!(t > 1, "{name}: the prompt should span several positions");
+            assert_close(
+                &format!("{name} last-position prefill"),
+                &last,
+                &expected_last,
+                f.tolerance(),
+            );
+        }
+        // Exports that return only the last position ([1, V]) are left as they are.
+        _ => assert_close(&format!("{name} prefill"), &last, &expected, f.tolerance()),
+    }
 }
 
 fn greedy_options(n: usize) -> GenerateOptions {

@@ -36,6 +36,11 @@ pub mod option_keys {
     /// Bool: compute views of constants (the transposed weights of `addmm`, ...) once at load instead of
     /// on every execute (see `exec::fold`). On by default; off only to measure what it saves.
     pub const FOLD_CONSTANT_VIEWS: &str = "fold_constant_views";
+    /// Bool: a rank-3 tensor output [B, T, X] with T > 1 is returned as its last position [B, 1, X]. For LLM
+    /// runners that only read the last token's logits of an export whose `forward` returns every position
+    /// (HF exports): the other T - 1 rows then never cross to the host (at T = 2048 and a 128k vocabulary,
+    /// 525 MB of bf16, most of a prefill's time). Off by default: it changes the method's output shape.
+    pub const LAST_POSITION_OUTPUTS: &str = "last_position_outputs";
     /// Bool: accumulate host-side timings of every execute (see [`super::take_exec_timings`]). Off by default.
     pub const PROFILE: &str = "profile";
 }
@@ -102,6 +107,7 @@ pub struct ExecOptions {
     pub profile: bool,
     /// `fold_constant_views` = false.
     pub skip_folding: bool,
+    pub last_position_outputs: bool,
 }
 
 impl ExecOptions {
@@ -130,6 +136,9 @@ impl ExecOptions {
                 (option_keys::SYNTHETIC_WEIGHTS, OptionValue::Bool(b)) => o.synthetic_weights = *b,
                 (option_keys::PROFILE, OptionValue::Bool(b)) => o.profile = *b,
                 (option_keys::FOLD_CONSTANT_VIEWS, OptionValue::Bool(b)) => o.skip_folding = !*b,
+                (option_keys::LAST_POSITION_OUTPUTS, OptionValue::Bool(b)) => {
+                    o.last_position_outputs = *b
+                }
                 (key, value) => {
                     return Err(ExecError::Other(format!(
                         "unknown or mistyped MLXBackend option {key}={value:?}"
@@ -334,7 +343,21 @@ impl MlxHandle {
                         &self.transient,
                         Tid(slot.idx),
                     )?;
-                    let mut a = mlx::ops::contiguous(location_array, false, self.stream)?;
+                    let shape = location_array.shape();
+                    let last_position = match shape[..] {
+                        [b, t, x] if self.options.last_position_outputs && t > 1 => {
+                            Some(mlx::ops::slice(
+                                location_array,
+                                &[0, t - 1, 0],
+                                &[b, t, x],
+                                &[1, 1, 1],
+                                self.stream,
+                            )?)
+                        }
+                        _ => None,
+                    };
+                    let source = last_position.as_ref().unwrap_or(location_array);
+                    let mut a = mlx::ops::contiguous(source, false, self.stream)?;
                     if a.dtype() != wanted {
                         a = mlx::ops::astype(&a, wanted, self.stream)?;
                     }
