@@ -272,13 +272,14 @@ def bench_llama_cpp(args) -> dict:
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage: its peak RSS
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"llama.cpp: llama-bench exited with {os.waitstatus_to_exitcode(status)}")
+    tests = json.loads(stdout)
     prefill, decode = [], []
-    for test in json.loads(stdout):
+    for test in tests:
         tokens, is_prompt = (test["n_prompt"], True) if test["n_prompt"] else (test["n_gen"], False)
         row = summarize(f"{'pp' if is_prompt else 'tg'}{tokens}", tokens, 1 if is_prompt else tokens,
                         [ns / 1e9 for ns in test["samples_ns"]])
         (prefill if is_prompt else decode).append(row)
-    first = json.loads(stdout)[0]
+    first = tests[0]
     return dict(prefill=prefill, decode=decode, peak_memory_bytes=usage.ru_maxrss * 1024,
                 peak_memory_kind="process peak RSS", load_ms=None,
                 engine=f"llama.cpp {first.get('build_commit', '?')} ({first.get('backends', 'CPU')}), "

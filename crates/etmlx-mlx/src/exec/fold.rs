@@ -2,7 +2,7 @@
 //! expand-dims, reshape to a literal shape) of constants.
 //!
 //! HF-style exports apply each Linear as `addmm(bias, x, transpose(W))`, so without folding every decode
-//! step rebuilds and submits one Transpose node per weight matrix (114 of the 907 ops of a Llama-3.2-1B
+//! step rebuilds and submits one Transpose node per weight matrix (113 of the 907 ops of a Llama-3.2-1B
 //! step), and MLX's host cost is per graph node. A folded result is an evaluated view sharing its
 //! constant's buffer, so folding adds no memory; at execute time the op's output slot just receives the
 //! stored array, which adds no graph node.
@@ -28,6 +28,14 @@ fn fixed_view(op: &Op) -> Option<(Tid, Tid)> {
 /// known to hold a constant or a folded value at that point and its output is a per-execute slot; any
 /// other op is assumed to overwrite every slot it names (and an op running nested chains, every slot).
 pub fn foldable_ops(graph: &Graph, layout: &Layout) -> Vec<bool> {
+    folded_outputs(graph, layout)
+        .iter()
+        .map(Option::is_some)
+        .collect()
+}
+
+/// [`foldable_ops`], giving the output slot of each op that folds.
+fn folded_outputs(graph: &Graph, layout: &Layout) -> Vec<Option<Tid>> {
     let Some(ops) = graph.chains.get(graph.main_chain) else {
         return Vec::new();
     };
@@ -37,31 +45,28 @@ pub fn foldable_ops(graph: &Graph, layout: &Layout) -> Vec<bool> {
         .collect();
     let mut plan = Vec::with_capacity(ops.len());
     for op in ops {
-        let holds_invariant =
-            |invariant: &[bool], t: Tid| invariant.get(t.0 as usize) == Some(&true);
-        let folds = match fixed_view(op) {
-            Some((x, out)) => {
-                holds_invariant(&invariant, x)
+        let folded_out = fixed_view(op)
+            .filter(|&(x, out)| {
+                invariant.get(x.0 as usize) == Some(&true)
                     && matches!(layout.locate(out), Ok(Location::Transient(_)))
-            }
-            None => false,
-        };
-        if let (true, Some((_, out))) = (folds, fixed_view(op)) {
-            invariant[out.0 as usize] = true;
-        } else if op.called_chains().is_empty() {
-            op.for_each_tid(|t| {
+            })
+            .map(|(_, out)| out);
+        match folded_out {
+            Some(out) => invariant[out.0 as usize] = true,
+            None if op.called_chains().is_empty() => op.for_each_tid(|t| {
                 if !is_constant(t) {
                     if let Some(slot) = invariant.get_mut(t.0 as usize) {
                         *slot = false;
                     }
                 }
-            });
-        } else {
-            for (t, slot) in invariant.iter_mut().enumerate() {
-                *slot = *slot && is_constant(Tid(t as u32));
+            }),
+            None => {
+                for (t, slot) in invariant.iter_mut().enumerate() {
+                    *slot = *slot && is_constant(Tid(t as u32));
+                }
             }
         }
-        plan.push(folds);
+        plan.push(folded_out);
     }
     plan
 }
@@ -71,15 +76,15 @@ pub fn foldable_ops(graph: &Graph, layout: &Layout) -> Vec<bool> {
 /// caller clears them.
 pub fn fold_main_chain(cx: &mut Ctx<'_>) -> Result<Vec<Option<(Tid, Array)>>, ExecError> {
     let graph = cx.graph;
-    let plan = foldable_ops(graph, &cx.layout);
+    let plan = folded_outputs(graph, &cx.layout);
     let mut folded = Vec::with_capacity(plan.len());
-    for (op, folds) in graph.chains[graph.main_chain].iter().zip(plan) {
-        let entry = match (folds, fixed_view(op)) {
-            (true, Some((_, out))) => {
+    for (op, out) in graph.chains[graph.main_chain].iter().zip(plan) {
+        let entry = match out {
+            Some(out) => {
                 super::dispatch(cx, op)?;
                 Some((out, cx.get(out)?.clone()))
             }
-            _ => None,
+            None => None,
         };
         folded.push(entry);
     }
