@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use etmlx_llm::model::{DeviceSampling, OutputKind, StepOutput};
-use etmlx_llm::{LlmModel, ModelOptions};
+use etmlx_llm::{DecodePath, GenerateOptions, Generator, LlmModel, ModelOptions, SamplerConfig};
 use etmlx_runtime::{BackendOptions, OptionValue};
 use serde::Serialize;
 
@@ -33,21 +33,13 @@ const MAX_REPETITIONS: usize = 10_000;
 pub struct BenchArgs {
     /// The LLM export (.pte) to benchmark.
     pub model: PathBuf,
-    /// Prompt lengths to test (prefill from position 0), comma-separated; 0 skips prefill tests.
-    #[arg(
-        short = 'p',
-        long = "prompt",
-        value_delimiter = ',',
-        default_value = "512"
-    )]
+    /// Prompt lengths to test (prefill from position 0), comma-separated; 0 skips prefill tests. Default 512
+    /// (skipped with a note when the export's context is shorter).
+    #[arg(short = 'p', long = "prompt", value_delimiter = ',')]
     pub prompt: Vec<usize>,
     /// Generation lengths to test (single-token decode steps after a 1-token prompt); 0 skips decode tests.
-    #[arg(
-        short = 'n',
-        long = "gen",
-        value_delimiter = ',',
-        default_value = "128"
-    )]
+    /// Default 128 (skipped with a note when the export's context is shorter).
+    #[arg(short = 'n', long = "gen", value_delimiter = ',')]
     pub gen: Vec<usize>,
     /// Measured repetitions of each test.
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
@@ -74,6 +66,22 @@ pub struct BenchArgs {
     /// Seed of the random token ids.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Decode with the host loop (logits copied to the host, host argmax, one step after another) even where
+    /// the device-resident pipelined loop applies: only to measure what the pipelined loop saves.
+    #[arg(long)]
+    pub host_decode: bool,
+}
+
+/// llama-bench's default tests, used when `-p` / `-n` are not given.
+pub const DEFAULT_PROMPT: usize = 512;
+pub const DEFAULT_GEN: usize = 128;
+
+/// The tests to run: the lengths asked for, or the defaults that fit the export (with a note for the others).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestPlan {
+    pub prompts: Vec<usize>,
+    pub gens: Vec<usize>,
+    pub skipped: Vec<String>,
 }
 
 /// Median, minimum and maximum of a sample.
@@ -178,6 +186,10 @@ pub struct BenchReport {
     pub warmup: usize,
     pub seed: u64,
     pub sampling: &'static str,
+    /// The decode loop the tgN tests ran: "device-pipelined" or "host" (see `etmlx_llm::DecodePath`).
+    pub decode_path: &'static str,
+    /// Default tests left out because they do not fit the export, with the reason.
+    pub skipped: Vec<String>,
     /// Whether views of constants were folded at load (`--no-constant-folding` turns it off).
     pub constant_folding: bool,
     pub prefill: Vec<TestResult>,
@@ -206,28 +218,62 @@ impl TokenRng {
     }
 }
 
-/// Checks the requested tests against the export before anything runs.
-pub fn validate(args: &BenchArgs, max_ctx_len: usize, static_tokens: bool) -> Result<()> {
+/// Checks the requested tests against the export before anything runs. A length given with `-p` / `-n` that
+/// does not fit is an error; a default that does not fit is skipped with a note.
+pub fn plan(args: &BenchArgs, max_ctx_len: usize, static_tokens: bool) -> Result<TestPlan> {
     if args.repetitions == 0 || args.repetitions > MAX_REPETITIONS {
         bail!("-r must be between 1 and {MAX_REPETITIONS}");
     }
     if static_tokens {
         bail!("this export takes a fixed number of tokens per call; bench needs a dynamic sequence length");
     }
-    if let Some(&p) = args.prompt.iter().find(|&&p| p > max_ctx_len) {
-        bail!("prompt length {p} exceeds the export's context of {max_ctx_len} tokens");
-    }
+    let mut skipped = Vec::new();
+    let prompts = if args.prompt.is_empty() {
+        if DEFAULT_PROMPT <= max_ctx_len {
+            vec![DEFAULT_PROMPT]
+        } else {
+            skipped.push(format!(
+                "pp{DEFAULT_PROMPT} skipped: the export's context is {max_ctx_len} tokens (choose lengths with -p)"
+            ));
+            Vec::new()
+        }
+    } else {
+        if let Some(&p) = args.prompt.iter().find(|&&p| p > max_ctx_len) {
+            bail!("prompt length {p} exceeds the export's context of {max_ctx_len} tokens");
+        }
+        args.prompt.iter().copied().filter(|&p| p > 0).collect()
+    };
     // Decode uses positions 0 (the 1-token prompt) through n.
-    if let Some(&n) = args.gen.iter().find(|&&n| n >= max_ctx_len) {
-        bail!(
-            "generating {n} tokens after a 1-token prompt needs {} positions; the export's context is {max_ctx_len}",
-            n + 1
-        );
+    let gens = if args.gen.is_empty() {
+        if DEFAULT_GEN < max_ctx_len {
+            vec![DEFAULT_GEN]
+        } else {
+            skipped.push(format!(
+                "tg{DEFAULT_GEN} skipped: it needs {} positions and the export's context is {max_ctx_len} (choose lengths with -n)",
+                DEFAULT_GEN + 1
+            ));
+            Vec::new()
+        }
+    } else {
+        if let Some(&n) = args.gen.iter().find(|&&n| n >= max_ctx_len) {
+            bail!(
+                "generating {n} tokens after a 1-token prompt needs {} positions; the export's context is {max_ctx_len}",
+                n + 1
+            );
+        }
+        args.gen.iter().copied().filter(|&n| n > 0).collect()
+    };
+    if prompts.is_empty() && gens.is_empty() {
+        if skipped.is_empty() {
+            bail!("nothing to run: every -p and -n value is 0");
+        }
+        bail!("nothing to run: {}", skipped.join("; "));
     }
-    if args.prompt.iter().chain(&args.gen).all(|&v| v == 0) {
-        bail!("nothing to run: every -p and -n value is 0");
-    }
-    Ok(())
+    Ok(TestPlan {
+        prompts,
+        gens,
+        skipped,
+    })
 }
 
 /// Backend options for the bench: the engine's, plus synthetic weights and profiling when asked.
@@ -251,21 +297,27 @@ pub fn backend_options(mut o: BackendOptions, args: &BenchArgs) -> BackendOption
 }
 
 struct Runner {
-    model: LlmModel,
+    generator: Generator,
     vocab: usize,
     chunk: usize,
     rng: TokenRng,
     sampling: Option<DeviceSampling>,
+    decode_path: DecodePath,
 }
 
 impl Runner {
+    fn model(&mut self) -> &mut LlmModel {
+        self.generator.model_mut()
+    }
+
     fn step(&mut self, tokens: &[u32], start: usize) -> Result<StepOutput> {
-        Ok(self.model.forward(tokens, start, self.sampling.as_ref())?)
+        let sampling = self.sampling;
+        Ok(self.model().forward(tokens, start, sampling.as_ref())?)
     }
 
     /// Prefill of `prompt` from position 0 in chunks; returns the wall time in seconds.
     fn prefill(&mut self, prompt: &[u32]) -> Result<f64> {
-        self.model.rewind_to(0)?;
+        self.generator.reset()?;
         let started = Instant::now();
         for (i, chunk) in prompt.chunks(self.chunk).enumerate() {
             self.step(chunk, i * self.chunk)?;
@@ -275,9 +327,16 @@ impl Runner {
 
     /// `steps` decode steps after an untimed 1-token prompt; returns (seconds, host argmax seconds).
     fn decode(&mut self, steps: usize) -> Result<(f64, f64)> {
-        self.model.rewind_to(0)?;
         let first = self.rng.tokens(1, self.vocab);
-        let mut out = self.step(&first, 0)?;
+        match self.decode_path {
+            DecodePath::DevicePipelined => self.decode_pipelined(&first, steps),
+            DecodePath::Host => self.decode_host(&first, steps),
+        }
+    }
+
+    fn decode_host(&mut self, first: &[u32], steps: usize) -> Result<(f64, f64)> {
+        self.generator.reset()?;
+        let mut out = self.step(first, 0)?;
         let mut argmax_s = 0.0;
         let started = Instant::now();
         for position in 1..=steps {
@@ -290,6 +349,40 @@ impl Runner {
             out = self.step(&[next], position)?;
         }
         Ok((started.elapsed().as_secs_f64(), argmax_s))
+    }
+
+    /// The generator's pipelined loop, greedy, stop ids ignored: the clock runs from the first token read
+    /// (the prompt's) to the last, so it covers `steps` decode steps, as the host loop's does.
+    fn decode_pipelined(&mut self, first: &[u32], steps: usize) -> Result<(f64, f64)> {
+        self.generator.reset()?;
+        let options = GenerateOptions {
+            max_new_tokens: steps + 1,
+            ignore_eos: true,
+            ..GenerateOptions::default()
+        };
+        let mut started = None;
+        let mut finished = None;
+        let out = self.generator.generate(first, &options, |event| {
+            if event.index == 0 {
+                started = Some(Instant::now());
+            }
+            finished = Some(Instant::now());
+            std::ops::ControlFlow::Continue(())
+        })?;
+        if out.stats.decode_path != DecodePath::DevicePipelined || out.token_ids.len() != steps + 1
+        {
+            bail!(
+                "the pipelined decode ran {} ({} tokens of {})",
+                out.stats.decode_path.name(),
+                out.token_ids.len(),
+                steps + 1
+            );
+        }
+        let secs = match (started, finished) {
+            (Some(a), Some(b)) => (b - a).as_secs_f64(),
+            _ => 0.0,
+        };
+        Ok((secs, 0.0))
     }
 }
 
@@ -311,8 +404,19 @@ pub fn run(
         .with_context(|| format!("model {}", args.model.display()))?;
     let load_ms = load_started.elapsed().as_secs_f64() * 1e3;
     let meta = model.metadata().clone();
-    validate(args, meta.max_ctx_len, meta.static_tokens)?;
+    let TestPlan {
+        prompts,
+        gens,
+        skipped,
+    } = plan(args, meta.max_ctx_len, meta.static_tokens)?;
     let weight_bytes = declared_weight_bytes(&model)?;
+    let mut generator = Generator::new(model, None)?;
+    generator.set_host_decode(args.host_decode);
+    let decode_path = if generator.uses_pipelined_decode(&SamplerConfig::greedy()) {
+        DecodePath::DevicePipelined
+    } else {
+        DecodePath::Host
+    };
     let sampling = (meta.output == OutputKind::SampledToken).then_some(DeviceSampling {
         temperature: 0.0,
         top_k: 1,
@@ -324,10 +428,9 @@ pub fn run(
         chunk: meta.prefill_chunk_size.max(1),
         rng: TokenRng(args.seed),
         sampling,
-        model,
+        generator,
+        decode_path,
     };
-    let prompts: Vec<usize> = args.prompt.iter().copied().filter(|&p| p > 0).collect();
-    let gens: Vec<usize> = args.gen.iter().copied().filter(|&n| n > 0).collect();
 
     for _ in 0..args.warmup {
         for &p in &prompts {
@@ -402,11 +505,13 @@ pub fn run(
         repetitions: args.repetitions,
         warmup: args.warmup,
         seed: args.seed,
-        sampling: if sampling.is_some() {
-            "device"
-        } else {
-            "host argmax"
+        sampling: match (sampling.is_some(), decode_path) {
+            (true, _) => "device (export's sampling head)",
+            (false, DecodePath::DevicePipelined) => "device argmax",
+            (false, DecodePath::Host) => "host argmax",
         },
+        decode_path: decode_path.name(),
+        skipped,
         constant_folding: !args.no_constant_folding,
         prefill,
         decode,
@@ -550,8 +655,12 @@ pub fn print_table(r: &BenchReport) {
         r.weight_bytes as f64 / MIB,
         r.sampling
     );
+    println!("decode loop: {}", r.decode_path);
     if !r.constant_folding {
         println!("constant folding off (--no-constant-folding)");
+    }
+    for note in &r.skipped {
+        println!("note: {note}");
     }
     println!(
         "repetitions {} (median [min, max]), warm-up {}, seed {}",
@@ -711,8 +820,10 @@ mod tests {
     fn defaults_follow_llama_bench() {
         let a = parse(&["m.pte"]);
         assert_eq!(a.model, PathBuf::from("m.pte"));
-        assert_eq!(a.prompt, vec![512]);
-        assert_eq!(a.gen, vec![128]);
+        let p = plan(&a, 4096, false).expect("defaults fit");
+        assert_eq!((p.prompts, p.gens), (vec![512], vec![128]));
+        assert!(p.skipped.is_empty());
+        assert!(!a.host_decode);
         assert_eq!(a.repetitions, 5);
         assert_eq!(a.warmup, 1);
         assert!(!a.json && !a.csv && !a.synthetic_weights && !a.profile);
@@ -748,17 +859,43 @@ mod tests {
     #[test]
     fn validation_names_the_context_limit() {
         let ok = parse(&["m.pte", "-p", "64", "-n", "63"]);
-        assert!(validate(&ok, 64, false).is_ok());
+        assert!(plan(&ok, 64, false).is_ok());
         let long_prompt = parse(&["m.pte", "-p", "65", "-n", "1"]);
-        let e = validate(&long_prompt, 64, false).unwrap_err().to_string();
+        let e = plan(&long_prompt, 64, false).unwrap_err().to_string();
         assert!(e.contains("65") && e.contains("64"), "{e}");
         // 64 generated tokens after a 1-token prompt need 65 positions.
         let long_gen = parse(&["m.pte", "-p", "1", "-n", "64"]);
-        let e = validate(&long_gen, 64, false).unwrap_err().to_string();
+        let e = plan(&long_gen, 64, false).unwrap_err().to_string();
         assert!(e.contains("65 positions"), "{e}");
-        assert!(validate(&parse(&["m.pte", "-p", "0", "-n", "0"]), 64, false).is_err());
-        assert!(validate(&parse(&["m.pte", "-r", "0"]), 4096, false).is_err());
-        assert!(validate(&ok, 64, true).is_err());
+        assert!(plan(&parse(&["m.pte", "-p", "0", "-n", "0"]), 64, false).is_err());
+        assert!(plan(&parse(&["m.pte", "-r", "0"]), 4096, false).is_err());
+        assert!(plan(&ok, 64, true).is_err());
+    }
+
+    #[test]
+    fn defaults_that_do_not_fit_are_skipped_with_a_note() {
+        // A 256-token context: pp512 does not fit, tg128 (129 positions) does.
+        let p = plan(&parse(&["m.pte"]), 256, false).expect("tg128 still runs");
+        assert_eq!(
+            (p.prompts.as_slice(), p.gens.as_slice()),
+            (&[][..], &[128][..])
+        );
+        assert_eq!(p.skipped.len(), 1);
+        assert!(
+            p.skipped[0].contains("pp512") && p.skipped[0].contains("256"),
+            "{:?}",
+            p.skipped
+        );
+        // Lengths given explicitly are never skipped silently: they fail.
+        assert!(plan(&parse(&["m.pte", "-p", "512"]), 256, false).is_err());
+        // -p given, -n default: the default still applies.
+        let p = plan(&parse(&["m.pte", "-p", "64"]), 256, false).expect("fits");
+        assert_eq!((p.prompts, p.gens), (vec![64], vec![128]));
+        // Neither default fits: an error naming both.
+        let e = plan(&parse(&["m.pte"]), 100, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pp512") && e.contains("tg128"), "{e}");
     }
 
     #[test]

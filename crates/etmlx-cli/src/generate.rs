@@ -71,6 +71,10 @@ pub struct ModelArgs {
     /// Off-graph KV cache dtype (bf16, fp16, fp32); default: the model's logits dtype.
     #[arg(long, value_parser = ["bf16", "fp16", "fp32"])]
     pub kv_dtype: Option<String>,
+    /// Decode with the host loop (logits to the host, sampled there, one step after another) even where the
+    /// device-resident pipelined loop applies (for comparisons).
+    #[arg(long)]
+    pub host_decode: bool,
 }
 
 impl ModelArgs {
@@ -90,13 +94,15 @@ impl ModelArgs {
         };
         let model = etmlx_llm::LlmModel::open(&self.model, options)
             .with_context(|| format!("model {}", self.model.display()))?;
-        Generator::new(model, Some(tokenizer)).with_context(|| {
+        let mut generator = Generator::new(model, Some(tokenizer)).with_context(|| {
             format!(
                 "model {} with tokenizer {}",
                 self.model.display(),
                 self.tokenizer.display()
             )
-        })
+        })?;
+        generator.set_host_decode(self.host_decode);
+        Ok(generator)
     }
 }
 
@@ -154,6 +160,11 @@ pub fn run(args: &GenerateArgs, ptd: Option<&Path>, backend: BackendOptions) -> 
         writeln!(stdout)?;
     }
     stdout.flush()?;
-    eprintln!("[{}] {}", out.stop_reason, out.stats.summary());
+    eprintln!(
+        "[{}] {} | decode loop: {}",
+        out.stop_reason,
+        out.stats.summary(),
+        out.stats.decode_path.name()
+    );
     Ok(())
 }

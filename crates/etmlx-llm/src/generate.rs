@@ -11,10 +11,11 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use crate::detok::IncrementalDecoder;
+use crate::device_sampler::DeviceSampler;
 use crate::error::{LlmError, Result};
-use crate::model::{DeviceSampling, LlmModel, ModelOptions, OutputKind, StepOutput};
+use crate::model::{DeviceSampling, DeviceStep, LlmModel, ModelOptions, OutputKind, StepOutput};
 use crate::sampler::{Sampler, SamplerConfig};
-use crate::stats::{GenerationOutput, GenerationStats, GenerationTimer};
+use crate::stats::{DecodePath, GenerationOutput, GenerationStats, GenerationTimer};
 use crate::stop::{StopIds, StopReason, StopStrings};
 use crate::template::{ChatTemplate, Message, RenderOptions};
 use crate::tokenizer::Tokenizer;
@@ -66,6 +67,8 @@ pub struct Generator {
     /// Token ids whose keys and values sit in the cache, at positions 0..len.
     cached: Vec<u32>,
     last_stats: Option<GenerationStats>,
+    /// Use the host decode loop even where the device-resident pipelined one applies.
+    host_decode: bool,
 }
 
 impl std::fmt::Debug for Generator {
@@ -115,11 +118,23 @@ impl Generator {
             stop_ids,
             cached: Vec::new(),
             last_stats: None,
+            host_decode: false,
         })
     }
 
     pub fn model(&self) -> &LlmModel {
         &self.model
+    }
+
+    /// The model, for direct `forward` calls (benchmarks). Call [`Generator::reset`] afterwards: the generator
+    /// does not see what such calls put in the cache.
+    pub fn model_mut(&mut self) -> &mut LlmModel {
+        &mut self.model
+    }
+
+    /// Whether `generate` with `sampler` would take the device-resident pipelined loop.
+    pub fn uses_pipelined_decode(&mut self, sampler: &SamplerConfig) -> bool {
+        self.pipelined_step(sampler).is_some()
     }
 
     pub fn tokenizer(&self) -> Option<&Tokenizer> {
@@ -137,6 +152,12 @@ impl Generator {
     /// Replaces the stop ids (e.g. to add one, or to test without EOS).
     pub fn set_stop_ids(&mut self, stop_ids: StopIds) {
         self.stop_ids = stop_ids;
+    }
+
+    /// Forces the host decode loop (`true`) or lets the generator pick the device-resident pipelined loop where
+    /// the export and the sampler allow it (`false`, the default). For A/B measurements and cross-checks.
+    pub fn set_host_decode(&mut self, host_decode: bool) {
+        self.host_decode = host_decode;
     }
 
     /// Token ids currently in the KV cache.
@@ -229,11 +250,11 @@ impl Generator {
                 max_ctx_len: meta.max_ctx_len,
             });
         }
-        let device_sampling = match meta.output {
-            OutputKind::SampledToken => Some(device_sampling(&options.sampler)?),
-            _ => None,
-        };
-        let mut sampler = Sampler::new(options.sampler.clone())?;
+        // Settings a loop would refuse are refused before anything runs.
+        options.sampler.validate()?;
+        if meta.output == OutputKind::SampledToken {
+            device_sampling(&options.sampler)?;
+        }
 
         // Reuse the cached prefix, but always prefill at least the prompt's last token: its logits are needed.
         let shared = self
@@ -246,114 +267,200 @@ impl Generator {
         self.model.rewind_to(reuse)?;
         self.cached.truncate(reuse);
         let pending = &prompt[reuse..];
-
-        let mut decoder = self
-            .tokenizer
-            .as_ref()
-            .map(|t| IncrementalDecoder::new(t, true));
-        let mut stop_strings = StopStrings::new(options.stop_strings.iter().cloned());
-        let mut history: Vec<u32> = prompt.to_vec();
-        let mut generated: Vec<u32> = Vec::new();
-        let mut text = String::new();
-
-        let mut timer = GenerationTimer::start();
-        if options.max_new_tokens == 0 {
-            let stats = timer.finish(0, 0, peak_memory());
-            self.last_stats = Some(stats.clone());
-            return Ok(GenerationOutput {
-                text,
-                token_ids: generated,
-                stop_reason: StopReason::Length,
-                stats,
-            });
-        }
-
-        // Prefill in chunks; only the last chunk's output is used.
-        let chunk = meta.prefill_chunk_size.max(1);
-        let mut step = None;
-        for piece in pending.chunks(chunk) {
-            let mut sampling = device_sampling;
-            if let Some(s) = sampling.as_mut() {
-                s.seed = s.seed.wrapping_add(generated.len() as u64);
-            }
-            step = Some(
-                self.model
-                    .forward(piece, self.cached.len(), sampling.as_ref())?,
-            );
-            self.cached.extend_from_slice(piece);
-        }
-        let mut step = step.ok_or_else(|| LlmError::Unsupported("nothing to prefill".into()))?;
-
-        let stop_reason = loop {
-            let token = match &step {
-                StepOutput::Logits(logits) => sampler.sample(logits, &history)?,
-                StepOutput::Token(t) => *t,
-            };
-            timer.first_token();
-            let index = generated.len();
-            generated.push(token);
-            history.push(token);
-            let is_stop = !options.ignore_eos && self.stop_ids.contains(token);
-
-            // Generation ends here for a limit too: then held-back text is released with this token.
-            let at_limit =
-                generated.len() >= options.max_new_tokens || self.cached.len() >= meta.max_ctx_len;
-            let mut piece = String::new();
-            let mut hit_stop_string = false;
-            if let Some(dec) = decoder.as_mut() {
-                let mut new_text = dec.push(token)?.unwrap_or_default();
-                if is_stop || at_limit {
-                    new_text.push_str(&dec.flush()?.unwrap_or_default());
-                }
-                let check = stop_strings.push(&new_text);
-                piece = check.text;
-                hit_stop_string = check.stopped;
-                if (is_stop || at_limit) && !hit_stop_string {
-                    piece.push_str(&stop_strings.flush());
-                }
-            }
-            text.push_str(&piece);
-            let flow = on_token(TokenEvent {
-                id: token,
-                index,
-                text: &piece,
-                is_stop,
-            });
-
-            if is_stop {
-                break StopReason::Eos;
-            }
-            if hit_stop_string {
-                break StopReason::StopString;
-            }
-            if flow.is_break() {
-                break StopReason::Cancelled;
-            }
-            if generated.len() >= options.max_new_tokens {
-                break StopReason::Length;
-            }
-            if self.cached.len() >= meta.max_ctx_len {
-                break StopReason::ContextFull;
-            }
-            let mut sampling = device_sampling;
-            if let Some(s) = sampling.as_mut() {
-                // The official runner advances the seed every token so draws differ.
-                s.seed = s.seed.wrapping_add(generated.len() as u64);
-            }
-            step = self
-                .model
-                .forward(&[token], self.cached.len(), sampling.as_ref())?;
-            self.cached.push(token);
+        let pipelined = if options.max_new_tokens == 0 {
+            None
+        } else {
+            self.pipelined_step(&options.sampler)
         };
 
-        let stats = timer.finish(pending.len(), generated.len(), peak_memory());
+        let mut emitter = Emitter {
+            decoder: self
+                .tokenizer
+                .as_ref()
+                .map(|t| IncrementalDecoder::new(t, true)),
+            stop_strings: StopStrings::new(options.stop_strings.iter().cloned()),
+            stop_ids: &self.stop_ids,
+            ignore_eos: options.ignore_eos,
+            max_new_tokens: options.max_new_tokens,
+            max_ctx_len: meta.max_ctx_len,
+            history: prompt.to_vec(),
+            generated: Vec::new(),
+            text: String::new(),
+            on_token: &mut on_token,
+        };
+
+        let mut timer = GenerationTimer::start();
+        let (stop_reason, path) = if options.max_new_tokens == 0 {
+            (StopReason::Length, DecodePath::Host)
+        } else if let Some(step) = pipelined {
+            let reason = crate::pipeline::decode(
+                &mut self.model,
+                &step,
+                &mut self.cached,
+                pending,
+                &options.sampler,
+                &mut emitter,
+                &mut timer,
+            )?;
+            (reason, DecodePath::DevicePipelined)
+        } else {
+            let reason = host_decode(
+                &mut self.model,
+                &mut self.cached,
+                pending,
+                options,
+                &mut emitter,
+                &mut timer,
+            )?;
+            (reason, DecodePath::Host)
+        };
+
+        let generated = emitter.generated;
+        let mut stats = timer.finish(
+            if options.max_new_tokens == 0 {
+                0
+            } else {
+                pending.len()
+            },
+            generated.len(),
+            peak_memory(),
+        );
+        stats.decode_path = path;
         self.last_stats = Some(stats.clone());
         Ok(GenerationOutput {
-            text,
+            text: emitter.text,
             token_ids: generated,
             stop_reason,
             stats,
         })
+    }
+
+    /// The device-resident pipelined decode applies: the export allows it, the sampler runs on the device,
+    /// and the host path was not asked for.
+    fn pipelined_step(&mut self, sampler: &SamplerConfig) -> Option<DeviceStep> {
+        if self.host_decode || !DeviceSampler::supports(sampler) {
+            return None;
+        }
+        self.model.device_step()
+    }
+}
+
+/// Turns sampled tokens into what the caller sees: text pieces (stop strings held back), the callback, and the
+/// reason generation ends. Both decode loops feed it every token in order.
+pub(crate) struct Emitter<'a, F> {
+    decoder: Option<IncrementalDecoder<'a>>,
+    stop_strings: StopStrings,
+    stop_ids: &'a StopIds,
+    ignore_eos: bool,
+    max_new_tokens: usize,
+    max_ctx_len: usize,
+    /// Prompt + generated ids (what penalties read on the host path).
+    pub(crate) history: Vec<u32>,
+    pub(crate) generated: Vec<u32>,
+    text: String,
+    on_token: &'a mut F,
+}
+
+impl<F: FnMut(TokenEvent<'_>) -> ControlFlow<()>> Emitter<'_, F> {
+    /// Emits `token`, sampled while `cached_len` ids sit in the cache (the token itself not yet); returns why
+    /// generation ends here, or `None` to go on.
+    pub(crate) fn emit(&mut self, token: u32, cached_len: usize) -> Result<Option<StopReason>> {
+        let index = self.generated.len();
+        self.generated.push(token);
+        self.history.push(token);
+        let is_stop = !self.ignore_eos && self.stop_ids.contains(token);
+
+        // Generation ends here for a limit too: then held-back text is released with this token.
+        let at_limit =
+            self.generated.len() >= self.max_new_tokens || cached_len >= self.max_ctx_len;
+        let mut piece = String::new();
+        let mut hit_stop_string = false;
+        if let Some(dec) = self.decoder.as_mut() {
+            let mut new_text = dec.push(token)?.unwrap_or_default();
+            if is_stop || at_limit {
+                new_text.push_str(&dec.flush()?.unwrap_or_default());
+            }
+            let check = self.stop_strings.push(&new_text);
+            piece = check.text;
+            hit_stop_string = check.stopped;
+            if (is_stop || at_limit) && !hit_stop_string {
+                piece.push_str(&self.stop_strings.flush());
+            }
+        }
+        self.text.push_str(&piece);
+        let flow = (self.on_token)(TokenEvent {
+            id: token,
+            index,
+            text: &piece,
+            is_stop,
+        });
+
+        Ok(if is_stop {
+            Some(StopReason::Eos)
+        } else if hit_stop_string {
+            Some(StopReason::StopString)
+        } else if flow.is_break() {
+            Some(StopReason::Cancelled)
+        } else if self.generated.len() >= self.max_new_tokens {
+            Some(StopReason::Length)
+        } else if cached_len >= self.max_ctx_len {
+            Some(StopReason::ContextFull)
+        } else {
+            None
+        })
+    }
+
+    /// Whether another step is needed after the token about to be emitted with `cached_len` ids cached, as far
+    /// as limits tell (a stop id or string may still end it).
+    pub(crate) fn may_continue_after_next(&self, cached_len: usize) -> bool {
+        self.generated.len() + 1 < self.max_new_tokens && cached_len < self.max_ctx_len
+    }
+}
+
+/// The generic decode loop: `forward` with host inputs, logits (or a device-sampled id) to the host, sampled
+/// there, one step after another. Prefills `pending` first; `cached` gains every id fed to the model.
+fn host_decode<F: FnMut(TokenEvent<'_>) -> ControlFlow<()>>(
+    model: &mut LlmModel,
+    cached: &mut Vec<u32>,
+    pending: &[u32],
+    options: &GenerateOptions,
+    emitter: &mut Emitter<'_, F>,
+    timer: &mut GenerationTimer,
+) -> Result<StopReason> {
+    let meta = model.metadata().clone();
+    let device_sampling = match meta.output {
+        OutputKind::SampledToken => Some(device_sampling(&options.sampler)?),
+        _ => None,
+    };
+    let mut sampler = Sampler::new(options.sampler.clone())?;
+    let seeded = |generated: usize| {
+        // The official runner advances the seed every token so draws differ.
+        device_sampling.map(|mut s| {
+            s.seed = s.seed.wrapping_add(generated as u64);
+            s
+        })
+    };
+
+    // Prefill in chunks; only the last chunk's output is used.
+    let chunk = meta.prefill_chunk_size.max(1);
+    let mut step = None;
+    for piece in pending.chunks(chunk) {
+        step = Some(model.forward(piece, cached.len(), seeded(0).as_ref())?);
+        cached.extend_from_slice(piece);
+    }
+    let mut step = step.ok_or_else(|| LlmError::Unsupported("nothing to prefill".into()))?;
+    loop {
+        let token = match &step {
+            StepOutput::Logits(logits) => sampler.sample(logits, &emitter.history)?,
+            StepOutput::Token(t) => *t,
+        };
+        timer.first_token();
+        if let Some(reason) = emitter.emit(token, cached.len())? {
+            return Ok(reason);
+        }
+        let sampling = seeded(emitter.generated.len());
+        step = model.forward(&[token], cached.len(), sampling.as_ref())?;
+        cached.push(token);
     }
 }
 

@@ -22,9 +22,11 @@
 
 pub mod chat;
 pub mod detok;
+pub mod device_sampler;
 pub mod error;
 pub mod generate;
 pub mod model;
+mod pipeline;
 pub mod sampler;
 pub mod stats;
 pub mod stop;
@@ -37,7 +39,7 @@ pub use error::{LlmError, Result};
 pub use generate::{GenerateOptions, Generator, TokenEvent};
 pub use model::{LlmModel, ModelMetadata, ModelOptions};
 pub use sampler::{Sampler, SamplerConfig};
-pub use stats::{GenerationOutput, GenerationStats, GenerationTimer};
+pub use stats::{DecodePath, GenerationOutput, GenerationStats, GenerationTimer};
 pub use stop::{StopCheck, StopIds, StopReason, StopStrings};
 pub use template::{ChatTemplate, Message, RenderOptions};
 pub use tokenizer::{GenerationConfig, SpecialToken, TemplateSource, Tokenizer, TokenizerFiles};

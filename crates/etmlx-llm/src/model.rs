@@ -22,6 +22,9 @@ use etmlx_runtime::{
 
 use crate::error::{LlmError, Result};
 
+mod device;
+pub use device::DeviceStep;
+
 /// The method every official single-method LLM export names its step function.
 pub const FORWARD_METHOD: &str = "forward";
 
@@ -221,48 +224,10 @@ impl LlmModel {
         start: usize,
         sampling: Option<&DeviceSampling>,
     ) -> Result<()> {
+        let end = self.check_chunk(tokens.len(), start, Some(tokens))?;
         let m = &self.meta;
-        if tokens.is_empty() {
-            return Err(LlmError::Unsupported(
-                "forward needs at least one token".into(),
-            ));
-        }
-        if tokens.len() > m.prefill_chunk_size
-            || (m.static_tokens && tokens.len() != m.prefill_chunk_size)
-        {
-            return Err(LlmError::Unsupported(format!(
-                "{} tokens in one forward call; this export takes {} {}",
-                tokens.len(),
-                if m.static_tokens {
-                    "exactly"
-                } else {
-                    "at most"
-                },
-                m.prefill_chunk_size
-            )));
-        }
-        let end = start
-            .checked_add(tokens.len())
-            .filter(|&e| e <= m.max_ctx_len)
-            .ok_or(LlmError::ContextOverflow {
-                new_tokens: tokens.len(),
-                position: start,
-                needed: start.saturating_add(tokens.len()),
-                max_ctx_len: m.max_ctx_len,
-            })?;
-        if let Some(vocab) = m.vocab_size {
-            if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
-                return Err(LlmError::Unsupported(format!(
-                    "token id {bad} is outside the model's vocabulary of {vocab}"
-                )));
-            }
-        }
-
         let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
-        let positions: Vec<i64> = match m.positions {
-            PositionInput::PerToken => (start..end).map(|p| p as i64).collect(),
-            PositionInput::Start => vec![start as i64],
-        };
+        let positions = self.position_values(start, end - start);
         let n = ids.len() as i64;
         let pos_len = positions.len() as i64;
         let token_input = int_tensor(m.token_dtype, vec![1, n], &ids)?;
@@ -294,6 +259,58 @@ impl LlmModel {
         }
         self.forward.execute()?;
         Ok(())
+    }
+
+    /// Checks one `forward` call of `len` tokens at `start` (and the ids, when known on the host) against the
+    /// export's limits; returns the end position.
+    pub(crate) fn check_chunk(
+        &self,
+        len: usize,
+        start: usize,
+        tokens: Option<&[u32]>,
+    ) -> Result<usize> {
+        let m = &self.meta;
+        if len == 0 {
+            return Err(LlmError::Unsupported(
+                "forward needs at least one token".into(),
+            ));
+        }
+        if len > m.prefill_chunk_size || (m.static_tokens && len != m.prefill_chunk_size) {
+            return Err(LlmError::Unsupported(format!(
+                "{len} tokens in one forward call; this export takes {} {}",
+                if m.static_tokens {
+                    "exactly"
+                } else {
+                    "at most"
+                },
+                m.prefill_chunk_size
+            )));
+        }
+        let end = start
+            .checked_add(len)
+            .filter(|&e| e <= m.max_ctx_len)
+            .ok_or(LlmError::ContextOverflow {
+                new_tokens: len,
+                position: start,
+                needed: start.saturating_add(len),
+                max_ctx_len: m.max_ctx_len,
+            })?;
+        if let (Some(vocab), Some(tokens)) = (m.vocab_size, tokens) {
+            if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+                return Err(LlmError::Unsupported(format!(
+                    "token id {bad} is outside the model's vocabulary of {vocab}"
+                )));
+            }
+        }
+        Ok(end)
+    }
+
+    /// The positions input of a call of `len` tokens at `start`, as `forward` declares it.
+    pub(crate) fn position_values(&self, start: usize, len: usize) -> Vec<i64> {
+        match self.meta.positions {
+            PositionInput::PerToken => (start..start + len).map(|p| p as i64).collect(),
+            PositionInput::Start => vec![start as i64],
+        }
     }
 
     /// Runs `forward` and returns what sampling needs: the last token's logits as f32, or the device's token.

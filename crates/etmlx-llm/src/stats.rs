@@ -23,6 +23,29 @@ pub struct GenerationStats {
     pub decode_tok_s: f64,
     /// Peak device memory, when the engine can tell (`null` otherwise).
     pub peak_memory_bytes: Option<u64>,
+    /// Which decode loop ran (older records without the field read as the host path).
+    #[serde(default)]
+    pub decode_path: DecodePath,
+}
+
+/// The two decode loops of [`crate::Generator`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecodePath {
+    /// `forward` on host inputs, logits copied to the host, sampled there; one step after another.
+    #[default]
+    Host,
+    /// Logits and the sampled token stay on the device; step t+1 is submitted before step t's token is read.
+    DevicePipelined,
+}
+
+impl DecodePath {
+    pub fn name(self) -> &'static str {
+        match self {
+            DecodePath::Host => "host",
+            DecodePath::DevicePipelined => "device-pipelined",
+        }
+    }
 }
 
 impl GenerationStats {
@@ -42,6 +65,7 @@ impl GenerationStats {
             prefill_tok_s: rate(prompt_tokens, prefill),
             decode_tok_s: rate(decoded, decode),
             peak_memory_bytes,
+            decode_path: DecodePath::Host,
         }
     }
 

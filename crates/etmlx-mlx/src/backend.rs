@@ -16,6 +16,9 @@ use crate::exec::{self, Ctx, Layout, Persistent, Transient};
 use crate::ir::{Graph, SlotKind, Tid};
 use crate::{dtype, payload};
 
+mod device;
+pub use device::{lock_graph, DeviceInput, GraphLock};
+
 /// The delegate id the official exporter writes.
 pub const BACKEND_ID: &str = "MLXBackend";
 
@@ -82,7 +85,25 @@ pub fn take_exec_timings() -> ExecTimings {
     std::mem::take(&mut *t)
 }
 
-fn elapsed_ns(since: Instant) -> u64 {
+/// Adds one execute's timings to the totals [`take_exec_timings`] returns (the device-resident decode path
+/// records its steps here too).
+pub fn record_exec_timings(
+    build_ns: u64,
+    submit_ns: u64,
+    wait_ns: u64,
+    primitives: Vec<(String, usize)>,
+) {
+    let mut t = EXEC_TIMINGS.lock().unwrap_or_else(|p| p.into_inner());
+    t.executes += 1;
+    t.build_ns += build_ns;
+    t.submit_ns += submit_ns;
+    t.wait_ns += wait_ns;
+    for (name, count) in primitives {
+        *t.primitives.entry(name).or_default() += count as u64;
+    }
+}
+
+pub(crate) fn elapsed_ns(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -283,18 +304,12 @@ impl MlxHandle {
             )));
         }
         self.transient.clear();
-        for (i, slot) in self.graph.input_map.iter().enumerate() {
+        for i in 0..self.graph.input_map.len() {
+            let slot = self.graph.input_map[i];
             match slot.kind {
                 SlotKind::Tensor => {
                     let array = input_array(&self.graph, Tid(slot.idx), args, i)?;
-                    let location = self.layout.locate(Tid(slot.idx))?;
-                    let exec::state::Location::Transient(t) = location else {
-                        return Err(ExecError::Other(format!(
-                            "input {i} maps to non-input slot {}",
-                            slot.idx
-                        )));
-                    };
-                    self.transient.tensors[t] = Some(array);
+                    self.bind_tensor_input(i, array)?;
                 }
                 SlotKind::Int => {
                     let v = match args.value(i).map_err(|e| ExecError::Other(e.0))? {
@@ -306,15 +321,7 @@ impl MlxHandle {
                             )))
                         }
                     };
-                    let v = i32::try_from(v).map_err(|_| {
-                        ExecError::Other(format!("input {i}: {v} does not fit int32"))
-                    })?;
-                    let slot_ref = self
-                        .transient
-                        .values
-                        .get_mut(slot.idx as usize)
-                        .ok_or(ExecError::UninitializedValue(slot.idx))?;
-                    *slot_ref = Some(exec::Value::Int(v));
+                    self.bind_int_input(i, v)?;
                 }
                 SlotKind::Float | SlotKind::Bool => {
                     return Err(ExecError::Other(format!(
@@ -343,19 +350,7 @@ impl MlxHandle {
                         &self.transient,
                         Tid(slot.idx),
                     )?;
-                    let shape = location_array.shape();
-                    let last_position = match shape[..] {
-                        [b, t, x] if self.options.last_position_outputs && t > 1 => {
-                            Some(mlx::ops::slice(
-                                location_array,
-                                &[0, t - 1, 0],
-                                &[b, t, x],
-                                &[1, 1, 1],
-                                self.stream,
-                            )?)
-                        }
-                        _ => None,
-                    };
+                    let last_position = self.last_position_view(location_array)?;
                     let source = last_position.as_ref().unwrap_or(location_array);
                     let mut a = mlx::ops::contiguous(source, false, self.stream)?;
                     if a.dtype() != wanted {
@@ -399,6 +394,58 @@ impl MlxHandle {
         // Temps are no longer needed; dropping them now returns their buffers to MLX's cache.
         self.transient.clear();
         Ok(prepared)
+    }
+}
+
+impl MlxHandle {
+    /// Puts `array` in the slot of delegate input `i` (a tensor input).
+    pub(crate) fn bind_tensor_input(&mut self, i: usize, array: Array) -> Result<(), ExecError> {
+        let slot = self.input_slot(i)?;
+        let exec::state::Location::Transient(t) = self.layout.locate(Tid(slot.idx))? else {
+            return Err(ExecError::Other(format!(
+                "input {i} maps to non-input slot {}",
+                slot.idx
+            )));
+        };
+        self.transient.tensors[t] = Some(array);
+        Ok(())
+    }
+
+    /// Puts `v` in the value slot of delegate input `i` (an int input).
+    pub(crate) fn bind_int_input(&mut self, i: usize, v: i64) -> Result<(), ExecError> {
+        let slot = self.input_slot(i)?;
+        let v = i32::try_from(v)
+            .map_err(|_| ExecError::Other(format!("input {i}: {v} does not fit int32")))?;
+        let slot_ref = self
+            .transient
+            .values
+            .get_mut(slot.idx as usize)
+            .ok_or(ExecError::UninitializedValue(slot.idx))?;
+        *slot_ref = Some(exec::Value::Int(v));
+        Ok(())
+    }
+
+    fn input_slot(&self, i: usize) -> Result<crate::ir::Slot, ExecError> {
+        self.graph.input_map.get(i).copied().ok_or_else(|| {
+            ExecError::Other(format!(
+                "input {i}: the payload has {} inputs",
+                self.graph.input_map.len()
+            ))
+        })
+    }
+
+    /// With `last_position_outputs`, the last position [B, 1, X] of a rank-3 output [B, T, X] with T > 1.
+    pub(crate) fn last_position_view(&self, output: &Array) -> Result<Option<Array>, ExecError> {
+        Ok(match output.shape()[..] {
+            [b, t, x] if self.options.last_position_outputs && t > 1 => Some(mlx::ops::slice(
+                output,
+                &[0, t - 1, 0],
+                &[b, t, x],
+                &[1, 1, 1],
+                self.stream,
+            )?),
+            _ => None,
+        })
     }
 }
 
@@ -567,6 +614,10 @@ fn zero_mutable_buffers(graph: &Graph, stream: Stream) -> Result<Vec<Option<Arra
 }
 
 impl DelegateHandle for MlxHandle {
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
+
     fn execute(&mut self, args: &mut DelegateArgs<'_>) -> Result<(), BackendError> {
         let started = Instant::now();
         let mut submitted = SubmitProfile::default();
@@ -589,17 +640,14 @@ impl DelegateHandle for MlxHandle {
                 .map_err(|e| BackendError::new(e.to_string()))?;
         }
         if self.options.profile {
-            let wait_ns = elapsed_ns(wait_started);
-            let mut t = EXEC_TIMINGS.lock().unwrap_or_else(|p| p.into_inner());
-            t.executes += 1;
-            t.build_ns += built_and_submitted_ns
-                .saturating_sub(submitted.submit_ns)
-                .saturating_sub(submitted.count_ns);
-            t.submit_ns += submitted.submit_ns;
-            t.wait_ns += wait_ns;
-            for (name, count) in submitted.primitives {
-                *t.primitives.entry(name).or_default() += count as u64;
-            }
+            record_exec_timings(
+                built_and_submitted_ns
+                    .saturating_sub(submitted.submit_ns)
+                    .saturating_sub(submitted.count_ns),
+                submitted.submit_ns,
+                elapsed_ns(wait_started),
+                submitted.primitives,
+            );
         }
         self.executes += 1;
         if self.options.clear_cache_interval > 0

@@ -12,7 +12,9 @@ pub mod exec;
 pub mod ir;
 pub mod payload;
 
-pub use backend::{ExecOptions, MlxBackend, BACKEND_ID};
+pub use backend::{
+    lock_graph, DeviceInput, ExecOptions, GraphLock, MlxBackend, MlxHandle, BACKEND_ID,
+};
 pub use cache::{install_sequence_cache, KvCacheSpec, SequenceCache};
 pub use error::ExecError;
 

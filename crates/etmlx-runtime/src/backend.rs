@@ -83,6 +83,12 @@ pub trait Backend: Send + Sync {
 /// One initialised delegate of a loaded method. Dropping it releases its state.
 pub trait DelegateHandle: Send {
     fn execute(&mut self, args: &mut DelegateArgs<'_>) -> Result<(), BackendError>;
+
+    /// The concrete handle, for runners that drive a known backend through its own typed API (the LLM
+    /// runner's device-resident decode). `None` (the default) keeps a handle opaque.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }
 
 /// Backends known to a program, by id.

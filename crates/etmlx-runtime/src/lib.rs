@@ -19,6 +19,6 @@ pub use backend::{
 pub use error::{Result, RuntimeError};
 pub use etmlx_pte::{ScalarType, ShapeDynamism};
 pub use evalue::EValue;
-pub use method::{HostTensor, HostValue, Method};
+pub use method::{DelegateArgRole, HostTensor, HostValue, Method, SoleDelegate};
 pub use program::Program;
 pub use tensor::{Storage, Tensor};

@@ -212,7 +212,54 @@ impl std::fmt::Debug for Method {
     }
 }
 
+/// What a delegate argument of a [`SoleDelegate`] is, seen from the method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelegateArgRole {
+    /// Method input `i`.
+    Input(usize),
+    /// Method output `i`.
+    Output(usize),
+    /// Any other value (a constant of the plan).
+    Other,
+}
+
+/// The only instruction of a method that is a single delegate call, opened for a runner that drives the
+/// backend directly (bypassing host inputs and outputs).
+pub struct SoleDelegate<'a> {
+    pub backend_id: &'a str,
+    /// The handle as its concrete type, when the backend exposes it ([`DelegateHandle::as_any_mut`]).
+    pub handle: Option<&'a mut dyn std::any::Any>,
+    /// One role per delegate argument, in argument order (inputs first, then outputs).
+    pub args: Vec<DelegateArgRole>,
+}
+
 impl Method {
+    /// The method's delegate when its whole program is one delegate call (every official LLM export's
+    /// `forward`); `None` otherwise.
+    pub fn sole_delegate(&mut self) -> Option<SoleDelegate<'_>> {
+        let [Step::Delegate { delegate, args }] = self.steps.as_slice() else {
+            return None;
+        };
+        let roles = args
+            .iter()
+            .map(|v| {
+                if let Some(i) = self.inputs.iter().position(|x| x == v) {
+                    DelegateArgRole::Input(i)
+                } else if let Some(i) = self.outputs.iter().position(|x| x == v) {
+                    DelegateArgRole::Output(i)
+                } else {
+                    DelegateArgRole::Other
+                }
+            })
+            .collect();
+        let d = self.delegates.get_mut(*delegate)?;
+        Some(SoleDelegate {
+            backend_id: &d.backend_id,
+            handle: d.handle.as_any_mut(),
+            args: roles,
+        })
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
