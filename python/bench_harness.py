@@ -121,7 +121,8 @@ def command_for(workload: str, variant: str, runtime: str, opts: dict, args, dev
         return [args.xnnpack_bench, expand(opts["pte"], args), *lengths, *threads]
     if runtime == "etmlx":
         cmd = [args.etmlx, "bench", expand(opts["pte"], args), *lengths, "--json", "--device", device]
-        return cmd + (["--synthetic-weights"] if opts.get("synthetic") else [])
+        cmd += ["--synthetic-weights"] if opts.get("synthetic") else []
+        return cmd + shlex.split(args.etmlx_args)
     python = {"mlx-lm": args.python_mlx, "hf": args.python_torch, "xnnpack": args.python_executorch,
               "llama.cpp": sys.executable}[runtime]
     cmd = [python, str(HERE / "bench_peers.py"), runtime, "--shape", workload, "--dtype", variant,
@@ -159,6 +160,8 @@ def run_plan(args) -> int:
             cmd = command_for(workload, variant, runtime, opts, args, device)
             record = dict(workload=workload, variant=variant, runtime=runtime, machine=machine,
                           command=" ".join(shlex.quote(c) for c in cmd), load_before=load_average(),
+                          mlx_env={k: v for k, v in os.environ.items() if k.startswith("MLX_")},
+                          lever=args.lever,
                           date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
             missing = [p for p in (expand(opts[k], args) for k in ("pte", "hf_dir", "gguf") if k in opts) if not Path(p).exists()]
             t0 = time.time()
@@ -201,7 +204,10 @@ def load_records(dirs: list[str]) -> list[dict]:
     for d in dirs:
         for line in (Path(d) / "results.jsonl").read_text().splitlines():
             if line.strip():
-                records.append(json.loads(line))
+                r = json.loads(line)
+                if r.get("lever"):  # an A/B run: its own row
+                    r["variant"] = f"{r['variant']} ({r['lever']})"
+                records.append(r)
     return records
 
 
@@ -341,6 +347,9 @@ def main() -> int:
     run.add_argument("-r", "--reps", type=int)
     run.add_argument("--timeout", type=float, default=900, help="seconds per run")
     run.add_argument("--etmlx", default="etmlx", help="the etmlx binary")
+    run.add_argument("--lever", default="", help="label of an A/B run (reports show it after the variant)")
+    run.add_argument("--etmlx-args", default="",
+                     help="extra `etmlx bench` flags for an A/B lever (e.g. --host-decode); kept in each command")
     run.add_argument("--smollm2", default=str(ETMLX_HOME / "models/smollm2"))
     run.add_argument("--models", default=".gpu/models/bench", help="folder of the stripped benchmark exports")
     run.add_argument("--xnnpack-models", default=".gpu/xnnpack", help="folder of the XNNPACK exports ({xnnpack})")

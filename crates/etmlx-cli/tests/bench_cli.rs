@@ -245,3 +245,40 @@ fn stripped_export_needs_synthetic_weights() {
     );
     assert!(String::from_utf8_lossy(&table.stdout).contains("SYNTHETIC WEIGHTS"));
 }
+
+/// tgN runs the device-resident pipelined loop where the export allows it, says so, and `--host-decode` runs the
+/// host loop instead; with no -p/-n, a default test longer than the 64-position context is skipped with a note.
+#[test]
+fn decode_loop_is_reported_and_defaults_that_do_not_fit_are_skipped() {
+    let model = fixture("tiny_llama_custom/model.pte");
+    let pipelined = last_json_line(&bench(&model, &["-p", "4", "-n", "8", "-r", "1", "--json"]));
+    assert_eq!(pipelined["decode_path"], "device-pipelined", "{pipelined}");
+    assert_eq!(pipelined["sampling"], "device argmax");
+    let host = last_json_line(&bench(
+        &model,
+        &["-p", "4", "-n", "8", "-r", "1", "--json", "--host-decode"],
+    ));
+    assert_eq!(host["decode_path"], "host", "{host}");
+    assert_eq!(host["sampling"], "host argmax");
+
+    // The fixture's context is 64: neither pp512 nor tg128 fits, so with no -p/-n there is nothing to run.
+    let out = bench(&model, &["-r", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("pp512 skipped") && err.contains("tg128 skipped"),
+        "{err}"
+    );
+    // Given -n, the default pp512 is skipped with a note and the run goes on.
+    let report = last_json_line(&bench(&model, &["-n", "4", "-r", "1", "--json"]));
+    assert_eq!(
+        report["prefill"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    let skipped = report["skipped"].as_array().expect("skipped notes");
+    assert!(
+        skipped[0].as_str().unwrap_or("").contains("pp512"),
+        "{report}"
+    );
+}
