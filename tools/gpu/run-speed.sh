@@ -19,7 +19,7 @@ for lever in "$@"; do
   if [[ $flags == env:* ]]; then
     (IFS=, ; for kv in ${flags#env:}; do export "$kv"; done; h --only "etmlx $w" --lever "$name")
   else
-    h --only "etmlx $w" --lever "$name" --etmlx-args "$flags"
+    h --only "etmlx $w" --lever "$name" --etmlx-args="$flags"
   fi
 done
 for m in W1-bf16 W1-4w; do
