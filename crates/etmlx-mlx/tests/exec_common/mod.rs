@@ -55,7 +55,7 @@ impl Harness {
             graph,
             persistent: Persistent {
                 folded: Vec::new(),
-                constants,
+                constants: constants.into_iter().map(Some).collect(),
                 mutable_buffers: vec![],
             },
             transient,

@@ -1,0 +1,180 @@
+//! What the rewrites need to know about a value without running the graph: its rank and its dtype, when
+//! they follow from the file (tensor metadata, literal shapes) through a small set of ops. Anything else
+//! is `None`, and a rewrite that needs it does not fire.
+
+use std::collections::HashSet;
+
+use super::ssa::Uses;
+use crate::ir::{Graph, IntOrVidOrTid, Op, Tid, TidClass};
+
+/// ExecuTorch ScalarType code of float32.
+pub const FLOAT32: i8 = 6;
+
+/// Rank and dtype queries over a main chain in single-assignment form.
+pub struct Infer<'a> {
+    graph: &'a Graph,
+    chain: &'a [Op],
+    uses: &'a Uses,
+    /// Constants the init chain overwrites: their metadata need not describe what they hold.
+    init_written: HashSet<Tid>,
+}
+
+impl<'a> Infer<'a> {
+    pub fn new(graph: &'a Graph, chain: &'a [Op], uses: &'a Uses) -> Infer<'a> {
+        let mut init_written = HashSet::new();
+        if let Some(init) = graph.init_chain.and_then(|c| graph.chains.get(c)) {
+            init.iter()
+                .for_each(|op| op.for_each_output_tid(|t| _ = init_written.insert(t)));
+        }
+        Infer {
+            graph,
+            chain,
+            uses,
+            init_written,
+        }
+    }
+
+    /// The op that writes `tid` in the main chain.
+    pub fn def(&self, tid: Tid) -> Option<&'a Op> {
+        self.uses.def(tid).map(|index| &self.chain[index])
+    }
+
+    pub fn class(&self, tid: Tid) -> Option<TidClass> {
+        self.graph.tid_class(tid)
+    }
+
+    /// A constant whose value is the file's (the init chain does not overwrite it).
+    pub fn is_file_constant(&self, tid: Tid) -> bool {
+        self.graph.tid_class(tid) == Some(TidClass::Constant) && !self.init_written.contains(&tid)
+    }
+
+    /// The static shape the file declares for a value read as it is (constants, inputs, buffers).
+    pub fn declared_shape(&self, tid: Tid) -> Option<Vec<i32>> {
+        if self.uses.def(tid).is_some() || self.init_written.contains(&tid) {
+            return None;
+        }
+        self.graph.meta(tid)?.static_shape()
+    }
+
+    pub fn rank(&self, tid: Tid) -> Option<usize> {
+        self.rank_at(tid, 0)
+    }
+
+    fn rank_at(&self, tid: Tid, depth: usize) -> Option<usize> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let Some(op) = self.def(tid) else {
+            if self.init_written.contains(&tid) {
+                return None;
+            }
+            return self.graph.meta(tid).map(|meta| meta.shape.len());
+        };
+        let rank = |t: Tid| self.rank_at(t, depth + 1);
+        match op {
+            Op::Transpose { perm, .. } => Some(perm.len()),
+            Op::Reshape { shape, .. } | Op::BroadcastTo { shape, .. } => Some(shape.len()),
+            Op::ExpandDims { x, .. } => rank(*x).map(|r| r + 1),
+            Op::Take { x, index, .. } => {
+                let index_rank = match index {
+                    IntOrVidOrTid::Tid(t) => rank(*t)?,
+                    _ => 0,
+                };
+                (rank(*x)? + index_rank).checked_sub(1)
+            }
+            Op::Addmm { mat1, mat2, .. } => {
+                let (a, b) = (rank(*mat1)?, rank(*mat2)?);
+                (a >= 2 && b >= 2).then_some(a.max(b))
+            }
+            Op::Add { a, b, .. }
+            | Op::Multiply { a, b, .. }
+            | Op::Subtract { a, b, .. }
+            | Op::Divide { a, b, .. } => Some(rank(*a)?.max(rank(*b)?)),
+            Op::Split { x, .. }
+            | Op::Slice { x, .. }
+            | Op::QuantizedMatmul { x, .. }
+            | Op::RMSNorm { x, .. }
+            | Op::LayerNorm { x, .. }
+            | Op::Rope { x, .. }
+            | Op::AsType { x, .. }
+            | Op::Contiguous { x, .. }
+            | Op::IdCopy { x, .. }
+            | Op::Neg { x, .. }
+            | Op::Silu { x, .. }
+            | Op::Sigmoid { x, .. }
+            | Op::Gelu { x, .. }
+            | Op::Cos { x, .. }
+            | Op::Sin { x, .. }
+            | Op::Reciprocal { x, .. }
+            | Op::Softmax { x, .. } => rank(*x),
+            Op::Concatenate { tensors, .. } => rank(*tensors.first()?),
+            Op::Sdpa { q, .. } => rank(*q),
+            _ => None,
+        }
+    }
+
+    /// The ExecuTorch ScalarType code of a value.
+    pub fn dtype(&self, tid: Tid) -> Option<i8> {
+        self.dtype_at(tid, 0)
+    }
+
+    fn dtype_at(&self, tid: Tid, depth: usize) -> Option<i8> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let Some(op) = self.def(tid) else {
+            if self.init_written.contains(&tid) {
+                return None;
+            }
+            return self.graph.meta(tid).map(|meta| meta.scalar_type);
+        };
+        let dtype = |t: Tid| self.dtype_at(t, depth + 1);
+        let same = |a: Tid, b: Tid| {
+            let (x, y) = (dtype(a)?, dtype(b)?);
+            (x == y).then_some(x)
+        };
+        match op {
+            Op::AsType { scalar_type, .. } => Some(*scalar_type),
+            Op::Addmm { mat1, mat2, .. } => same(*mat1, *mat2),
+            Op::Add { a, b, .. }
+            | Op::Multiply { a, b, .. }
+            | Op::Subtract { a, b, .. }
+            | Op::Divide { a, b, .. } => same(*a, *b),
+            Op::Transpose { x, .. }
+            | Op::Reshape { x, .. }
+            | Op::BroadcastTo { x, .. }
+            | Op::ExpandDims { x, .. }
+            | Op::Take { x, .. }
+            | Op::Split { x, .. }
+            | Op::Slice { x, .. }
+            | Op::QuantizedMatmul { x, .. }
+            | Op::Rope { x, .. }
+            | Op::Contiguous { x, .. }
+            | Op::IdCopy { x, .. }
+            | Op::Neg { x, .. }
+            | Op::Silu { x, .. }
+            | Op::Sigmoid { x, .. }
+            | Op::Gelu { x, .. }
+            | Op::Cos { x, .. }
+            | Op::Sin { x, .. }
+            | Op::Reciprocal { x, .. } => dtype(*x),
+            Op::RMSNorm { x, weight, .. } => match weight {
+                Some(w) => same(*x, *w),
+                None => dtype(*x),
+            },
+            Op::Concatenate { tensors, .. } => {
+                let first = dtype(*tensors.first()?)?;
+                tensors
+                    .iter()
+                    .all(|t| dtype(*t) == Some(first))
+                    .then_some(first)
+            }
+            Op::Sdpa { q, .. } => dtype(*q),
+            _ => None,
+        }
+    }
+}
+
+/// How far back a query follows definitions (a Llama layer is ~50 ops; the queries stop at matmuls and
+/// norms long before this).
+const MAX_DEPTH: usize = 64;
