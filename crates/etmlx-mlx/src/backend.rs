@@ -49,6 +49,9 @@ pub mod option_keys {
     /// Bool: graph pass merging projections of one input (q/k/v, gate/up) into one product over weights
     /// concatenated at load. On by default; needs `fold_constant_views` (else it stays off).
     pub const FUSE_PROJECTIONS: &str = "fuse_projections";
+    /// Bool: graph pass viewing a fused q/k/v product as heads once and splitting the heads (after
+    /// `fuse_projections`). On by default.
+    pub const MERGE_HEADS: &str = "merge_heads";
     /// Bool: graph pass running rank-3 × 2-D products batched, without MLX's flatten/unflatten. On by default.
     pub const BATCHED_MATMUL: &str = "batched_matmul";
     /// Bool: accumulate host-side timings of every execute (see [`super::take_exec_timings`]). Off by default.
@@ -121,6 +124,7 @@ pub struct ExecOptions {
     /// Graph pass switches; `None` takes the default (see [`option_keys`]).
     pub fuse_rope: Option<bool>,
     pub fuse_projections: Option<bool>,
+    pub merge_heads: Option<bool>,
     pub batched_matmul: Option<bool>,
 }
 
@@ -130,6 +134,7 @@ impl ExecOptions {
         PassOptions {
             fuse_rope: self.fuse_rope.unwrap_or(device == DeviceType::Gpu),
             fuse_projections: self.fuse_projections.unwrap_or(true) && !self.skip_folding,
+            merge_heads: self.merge_heads.unwrap_or(true),
             batched_matmul: self.batched_matmul.unwrap_or(true),
         }
     }
@@ -168,6 +173,7 @@ impl ExecOptions {
                 (option_keys::FUSE_PROJECTIONS, OptionValue::Bool(b)) => {
                     o.fuse_projections = Some(*b)
                 }
+                (option_keys::MERGE_HEADS, OptionValue::Bool(b)) => o.merge_heads = Some(*b),
                 (option_keys::BATCHED_MATMUL, OptionValue::Bool(b)) => o.batched_matmul = Some(*b),
                 (key, value) => {
                     return Err(ExecError::Other(format!(

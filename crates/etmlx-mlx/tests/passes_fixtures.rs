@@ -65,6 +65,7 @@ fn all_passes() -> BackendOptions {
     for key in [
         option_keys::FUSE_ROPE,
         option_keys::FUSE_PROJECTIONS,
+        option_keys::MERGE_HEADS,
         option_keys::BATCHED_MATMUL,
     ] {
         options.set(BACKEND_ID, key, OptionValue::Bool(true));
@@ -126,6 +127,7 @@ fn every_mode_loses_the_decomposed_rope_the_separate_projections_and_the_2d_prod
         assert_eq!((count("Neg"), count("Cos"), count("Sin")), (0, 0, 0), "{name}");
         assert_eq!(report.fused_projections, 10, "{name}: q/k/v + gate/up of two layers");
         assert_eq!(count("Split"), 4, "{name}");
+        assert_eq!(report.merged_heads, 2, "{name}: one q/k/v split per layer");
         assert!(
             report.ops_after + 20 < report.ops_before,
             "{name}: {} -> {} ops",

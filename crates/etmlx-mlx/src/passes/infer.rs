@@ -108,7 +108,8 @@ impl<'a> Infer<'a> {
             | Op::Reciprocal { x, .. }
             | Op::Softmax { x, .. } => rank(*x),
             Op::Concatenate { tensors, .. } => rank(*tensors.first()?),
-            Op::Sdpa { q, .. } => rank(*q),
+            Op::Sdpa { q, .. } | Op::UpdateAndAttend { q, .. } => rank(*q),
+            Op::SliceUpdate { dst, .. } | Op::IndexCopy { dst, .. } => rank(*dst),
             _ => None,
         }
     }
@@ -170,6 +171,8 @@ impl<'a> Infer<'a> {
                     .then_some(first)
             }
             Op::Sdpa { q, .. } => dtype(*q),
+            Op::UpdateAndAttend { q, out_dtype, .. } => out_dtype.or_else(|| dtype(*q)),
+            Op::SliceUpdate { dst, .. } | Op::IndexCopy { dst, .. } => dtype(*dst),
             _ => None,
         }
     }

@@ -7,7 +7,8 @@
 //! 1. [`rope`]: HF's decomposed rotary embedding → one `Rope` node per rotated tensor;
 //! 2. [`fuse_projections`]: q/k/v and gate/up products of one input → one product and a split (weights
 //!    concatenated once at load by `exec::fold`);
-//! 3. [`batched_matmul`]: rank-3 × 2-D products without MLX's flatten/unflatten around them;
+//! 3. [`merge_heads`]: a fused q/k/v product viewed as heads once, then split along the heads;
+//! 4. [`batched_matmul`]: rank-3 × 2-D products without MLX's flatten/unflatten around them;
 //!
 //! then dead-op elimination and slot allocation. Each pass is switched by an [`PassOptions`] field (an
 //! MLXBackend option), so its effect can be measured A/B.
@@ -15,6 +16,7 @@
 pub mod batched_matmul;
 pub mod fuse_projections;
 pub mod infer;
+pub mod merge_heads;
 pub mod rope;
 pub mod ssa;
 
@@ -25,6 +27,8 @@ use crate::ir::{Graph, Tid};
 pub struct PassOptions {
     pub fuse_rope: bool,
     pub fuse_projections: bool,
+    /// Runs only after `fuse_projections` (it rewrites the splits that pass writes).
+    pub merge_heads: bool,
     pub batched_matmul: bool,
 }
 
@@ -39,6 +43,7 @@ impl PassOptions {
         PassOptions {
             fuse_rope: on,
             fuse_projections: on,
+            merge_heads: on,
             batched_matmul: on,
         }
     }
@@ -73,6 +78,8 @@ pub struct PassReport {
     pub ropes: usize,
     /// Projections merged into fused products.
     pub fused_projections: usize,
+    /// Fused products viewed as heads once.
+    pub merged_heads: usize,
     /// Products rewritten as batched.
     pub batched_matmuls: usize,
     /// Ops removed as dead after the rewrites.
@@ -105,6 +112,9 @@ pub fn run(graph: &mut Graph, options: &PassOptions, constants: &dyn ConstantVal
     }
     if options.fuse_projections {
         report.fused_projections = fuse_projections::run(graph);
+        if options.merge_heads {
+            report.merged_heads = merge_heads::run(graph);
+        }
     }
     if options.batched_matmul {
         report.batched_matmuls = batched_matmul::run(graph);

@@ -123,14 +123,22 @@ impl Uses {
 /// Ops whose result matters beyond the slots they write (or that write value slots, which this layer
 /// does not track): never removed.
 fn has_side_effects(op: &Op) -> bool {
+    writes_values(op)
+        || matches!(
+            op,
+            Op::Noop {}
+                | Op::UpdateAndAttend { .. }
+                | Op::MetalKernel { .. }
+                | Op::If { .. }
+                | Op::Scan { .. }
+        )
+}
+
+/// Ops that write a value slot (host integers).
+pub fn writes_values(op: &Op) -> bool {
     matches!(
         op,
-        Op::Noop {}
-            | Op::UpdateAndAttend { .. }
-            | Op::MetalKernel { .. }
-            | Op::If { .. }
-            | Op::Scan { .. }
-            | Op::ItemInt { .. }
+        Op::ItemInt { .. }
             | Op::SymSize { .. }
             | Op::AddInt { .. }
             | Op::SubtractInt { .. }
