@@ -2,7 +2,7 @@
 //! they follow from the file (tensor metadata, literal shapes) through a small set of ops. Anything else
 //! is `None`, and a rewrite that needs it does not fire.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::ssa::Uses;
 use crate::ir::{Graph, IntOrVidOrTid, Op, Tid, TidClass};
@@ -10,13 +10,15 @@ use crate::ir::{Graph, IntOrVidOrTid, Op, Tid, TidClass};
 /// ExecuTorch ScalarType code of float32.
 pub const FLOAT32: i8 = 6;
 
-/// Rank and dtype queries over a main chain in single-assignment form.
+/// Rank and dtype queries over a main chain in single-assignment form, computed in one forward walk.
 pub struct Infer<'a> {
     graph: &'a Graph,
     chain: &'a [Op],
     uses: &'a Uses,
     /// Constants the init chain overwrites: their metadata need not describe what they hold.
     init_written: HashSet<Tid>,
+    ranks: HashMap<Tid, Option<usize>>,
+    dtypes: HashMap<Tid, Option<i8>>,
 }
 
 impl<'a> Infer<'a> {
@@ -26,12 +28,25 @@ impl<'a> Infer<'a> {
             init.iter()
                 .for_each(|op| op.for_each_output_tid(|t| _ = init_written.insert(t)));
         }
-        Infer {
+        let mut infer = Infer {
             graph,
             chain,
             uses,
             init_written,
+            ranks: HashMap::new(),
+            dtypes: HashMap::new(),
+        };
+        let mut written: HashSet<Tid> = HashSet::new();
+        for op in chain {
+            let (rank, dtype) = (infer.op_rank(op), infer.op_dtype(op));
+            op.for_each_output_tid(|t| {
+                // A slot written twice (a pinned temp, an output) has no single answer.
+                let twice = !written.insert(t);
+                infer.ranks.insert(t, rank.filter(|_| !twice));
+                infer.dtypes.insert(t, dtype.filter(|_| !twice));
+            });
         }
+        infer
     }
 
     /// The op that writes `tid` in the main chain.
@@ -57,20 +72,25 @@ impl<'a> Infer<'a> {
     }
 
     pub fn rank(&self, tid: Tid) -> Option<usize> {
-        self.rank_at(tid, 0)
+        match self.ranks.get(&tid) {
+            Some(known) => *known,
+            None if self.init_written.contains(&tid) => None,
+            None => self.graph.meta(tid).map(|meta| meta.shape.len()),
+        }
     }
 
-    fn rank_at(&self, tid: Tid, depth: usize) -> Option<usize> {
-        if depth > MAX_DEPTH {
-            return None;
+    /// The ExecuTorch ScalarType code of a value.
+    pub fn dtype(&self, tid: Tid) -> Option<i8> {
+        match self.dtypes.get(&tid) {
+            Some(known) => *known,
+            None if self.init_written.contains(&tid) => None,
+            None => self.graph.meta(tid).map(|meta| meta.scalar_type),
         }
-        let Some(op) = self.def(tid) else {
-            if self.init_written.contains(&tid) {
-                return None;
-            }
-            return self.graph.meta(tid).map(|meta| meta.shape.len());
-        };
-        let rank = |t: Tid| self.rank_at(t, depth + 1);
+    }
+
+    /// The rank of what `op` writes, from what is known of its inputs.
+    fn op_rank(&self, op: &Op) -> Option<usize> {
+        let rank = |t: Tid| self.rank(t);
         match op {
             Op::Transpose { perm, .. } => Some(perm.len()),
             Op::Reshape { shape, .. } | Op::BroadcastTo { shape, .. } => Some(shape.len()),
@@ -114,22 +134,10 @@ impl<'a> Infer<'a> {
         }
     }
 
-    /// The ExecuTorch ScalarType code of a value.
-    pub fn dtype(&self, tid: Tid) -> Option<i8> {
-        self.dtype_at(tid, 0)
-    }
 
-    fn dtype_at(&self, tid: Tid, depth: usize) -> Option<i8> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        let Some(op) = self.def(tid) else {
-            if self.init_written.contains(&tid) {
-                return None;
-            }
-            return self.graph.meta(tid).map(|meta| meta.scalar_type);
-        };
-        let dtype = |t: Tid| self.dtype_at(t, depth + 1);
+    /// The dtype of what `op` writes, from what is known of its inputs.
+    fn op_dtype(&self, op: &Op) -> Option<i8> {
+        let dtype = |t: Tid| self.dtype(t);
         let same = |a: Tid, b: Tid| {
             let (x, y) = (dtype(a)?, dtype(b)?);
             (x == y).then_some(x)
@@ -177,7 +185,3 @@ impl<'a> Infer<'a> {
         }
     }
 }
-
-/// How far back a query follows definitions (a Llama layer is ~50 ops; the queries stop at matmuls and
-/// norms long before this).
-const MAX_DEPTH: usize = 64;
