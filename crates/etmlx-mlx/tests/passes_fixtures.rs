@@ -167,3 +167,34 @@ fn offgraph_logits_with_every_pass() {
     install_sequence_cache(&mut options, &spec).unwrap();
     check_logits("tiny_llama_offgraph", options);
 }
+
+#[test]
+fn fused_rope_refuses_positions_that_are_not_consecutive() {
+    let dir = fixture("tiny_llama_custom");
+    let program = open(&dir, all_passes());
+    let mut method = program.load_method("forward").expect("load");
+    let mut inputs = read_bin(&dir.join("input_prefill.bin"));
+    // cache_position [8] int64: 0..8 with two positions swapped.
+    let positions = &mut inputs[1];
+    assert_eq!(positions.dtype, ScalarType::Long);
+    let mut values: Vec<i64> = positions
+        .bytes
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    values.swap(2, 3);
+    positions.bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    for (i, t) in inputs.iter().enumerate() {
+        method
+            .set_input(i, &etmlx_runtime::HostValue::Tensor(t.clone()))
+            .expect("set_input");
+    }
+    let err = method.execute().expect_err("non-consecutive positions");
+    assert!(err.to_string().contains("consecutive positions"), "{err}");
+
+    // Without the rope pass the same call runs (the decomposed rope takes any positions).
+    let mut options = all_passes();
+    options.set(BACKEND_ID, option_keys::FUSE_ROPE, OptionValue::Bool(false));
+    let mut method = open(&dir, options).load_method("forward").expect("load");
+    run(&mut method, &inputs);
+}
