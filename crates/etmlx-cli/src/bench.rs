@@ -63,6 +63,9 @@ pub struct BenchArgs {
     /// measure what that load-time folding saves.
     #[arg(long)]
     pub no_constant_folding: bool,
+    /// Set a boolean MLXBackend option, e.g. `fuse_rope=false` (repeatable): to measure a graph pass A/B.
+    #[arg(long = "mlx-option", value_name = "KEY=true|false", value_parser = parse_bool_option)]
+    pub mlx_options: Vec<(String, bool)>,
     /// Seed of the random token ids.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -192,6 +195,8 @@ pub struct BenchReport {
     pub skipped: Vec<String>,
     /// Whether views of constants were folded at load (`--no-constant-folding` turns it off).
     pub constant_folding: bool,
+    /// Boolean MLXBackend options set with `--mlx-option`.
+    pub mlx_options: Vec<(String, bool)>,
     pub prefill: Vec<TestResult>,
     pub decode: Vec<TestResult>,
     /// Highest MLX peak over all tests (after load).
@@ -293,7 +298,21 @@ pub fn backend_options(mut o: BackendOptions, args: &BenchArgs) -> BackendOption
             OptionValue::Bool(false),
         );
     }
+    for (key, value) in &args.mlx_options {
+        o.set(id, key, OptionValue::Bool(*value));
+    }
     o
+}
+
+/// `KEY=true|false` of `--mlx-option` (unknown keys are refused by the backend at load, naming the key).
+fn parse_bool_option(text: &str) -> std::result::Result<(String, bool), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=true|false, got '{text}'"))?;
+    let value = value
+        .parse::<bool>()
+        .map_err(|_| format!("'{value}' is not true or false (in '{text}')"))?;
+    Ok((key.to_string(), value))
 }
 
 struct Runner {
@@ -513,6 +532,7 @@ pub fn run(
         decode_path: decode_path.name(),
         skipped,
         constant_folding: !args.no_constant_folding,
+        mlx_options: args.mlx_options.clone(),
         prefill,
         decode,
         peak_memory_bytes,
@@ -661,6 +681,9 @@ pub fn print_table(r: &BenchReport) {
     }
     for note in &r.skipped {
         println!("note: {note}");
+    }
+    for (key, value) in &r.mlx_options {
+        println!("MLXBackend option {key}={value}");
     }
     println!(
         "repetitions {} (median [min, max]), warm-up {}, seed {}",

@@ -14,6 +14,7 @@ use crate::cache::{self, SequenceCache};
 use crate::error::ExecError;
 use crate::exec::{self, Ctx, Layout, Persistent, Transient};
 use crate::ir::{Graph, SlotKind, Tid};
+use crate::passes::{self, ConstantValues, PassOptions};
 use crate::{dtype, payload};
 
 mod device;
@@ -44,6 +45,18 @@ pub mod option_keys {
     /// (HF exports): the other T - 1 rows then never cross to the host (at T = 2048 and a 128k vocabulary,
     /// 525 MB of bf16, most of a prefill's time). Off by default: it changes the method's output shape.
     pub const LAST_POSITION_OUTPUTS: &str = "last_position_outputs";
+    /// Bool: graph pass (`crate::passes::rope`) turning HF's decomposed rotary embedding into MLX's fused
+    /// `fast::rope`. Default: on for the GPU, off for the CPU (MLX's CPU backend has no fused rope kernel and
+    /// decomposes it again, into more nodes than the export had).
+    pub const FUSE_ROPE: &str = "fuse_rope";
+    /// Bool: graph pass merging projections of one input (q/k/v, gate/up) into one product over weights
+    /// concatenated at load. On by default; needs `fold_constant_views` (else it stays off).
+    pub const FUSE_PROJECTIONS: &str = "fuse_projections";
+    /// Bool: graph pass viewing a fused q/k/v product as heads once and splitting the heads (after
+    /// `fuse_projections`). On by default.
+    pub const MERGE_HEADS: &str = "merge_heads";
+    /// Bool: graph pass running rank-3 × 2-D products batched, without MLX's flatten/unflatten. On by default.
+    pub const BATCHED_MATMUL: &str = "batched_matmul";
     /// Bool: accumulate host-side timings of every execute (see [`super::take_exec_timings`]). Off by default.
     pub const PROFILE: &str = "profile";
 }
@@ -129,6 +142,23 @@ pub struct ExecOptions {
     /// `fold_constant_views` = false.
     pub skip_folding: bool,
     pub last_position_outputs: bool,
+    /// Graph pass switches; `None` takes the default (see [`option_keys`]).
+    pub fuse_rope: Option<bool>,
+    pub fuse_projections: Option<bool>,
+    pub merge_heads: Option<bool>,
+    pub batched_matmul: Option<bool>,
+}
+
+impl ExecOptions {
+    /// The graph passes to run for a handle on `device`.
+    fn passes(&self, device: DeviceType) -> PassOptions {
+        PassOptions {
+            fuse_rope: self.fuse_rope.unwrap_or(device == DeviceType::Gpu),
+            fuse_projections: self.fuse_projections.unwrap_or(true) && !self.skip_folding,
+            merge_heads: self.merge_heads.unwrap_or(true),
+            batched_matmul: self.batched_matmul.unwrap_or(true),
+        }
+    }
 }
 
 impl ExecOptions {
@@ -160,6 +190,12 @@ impl ExecOptions {
                 (option_keys::LAST_POSITION_OUTPUTS, OptionValue::Bool(b)) => {
                     o.last_position_outputs = *b
                 }
+                (option_keys::FUSE_ROPE, OptionValue::Bool(b)) => o.fuse_rope = Some(*b),
+                (option_keys::FUSE_PROJECTIONS, OptionValue::Bool(b)) => {
+                    o.fuse_projections = Some(*b)
+                }
+                (option_keys::MERGE_HEADS, OptionValue::Bool(b)) => o.merge_heads = Some(*b),
+                (option_keys::BATCHED_MATMUL, OptionValue::Bool(b)) => o.batched_matmul = Some(*b),
                 (key, value) => {
                     return Err(ExecError::Other(format!(
                         "unknown or mistyped MLXBackend option {key}={value:?}"
@@ -202,12 +238,14 @@ pub struct MlxHandle {
     options: ExecOptions,
     cache: Option<Arc<Mutex<SequenceCache>>>,
     executes: u64,
+    /// Inputs the graph passes assume hold consecutive positions (checked on every execute).
+    consecutive_inputs: Vec<Tid>,
 }
 
 impl MlxHandle {
     fn new(ctx: &BackendInitContext<'_>) -> Result<MlxHandle, ExecError> {
         let options = ExecOptions::from_context(ctx)?;
-        let graph = payload::parse(ctx.blob)?;
+        let mut graph = payload::parse(ctx.blob)?;
         let device = match options.device {
             Some(d) => {
                 if !mlx::is_available(d) {
@@ -224,6 +262,11 @@ impl MlxHandle {
         // `new_stream` belong to their creating thread.
         let stream = Stream::new_any_thread(device)?;
         let constants = load_constants(&graph, ctx, options.synthetic_weights, stream)?;
+        let passes = passes::run(
+            &mut graph,
+            &options.passes(device),
+            &LoadedConstants(&constants),
+        );
         let mutable_buffers = zero_mutable_buffers(&graph, stream)?;
         let cache = match &options.cache_key {
             Some(key) => Some(cache::lookup(key).ok_or_else(|| {
@@ -238,7 +281,7 @@ impl MlxHandle {
             transient: Transient::new(&graph),
             graph,
             persistent: Persistent {
-                constants,
+                constants: constants.into_iter().map(Some).collect(),
                 mutable_buffers,
                 folded: Vec::new(),
             },
@@ -246,10 +289,11 @@ impl MlxHandle {
             options,
             cache,
             executes: 0,
+            consecutive_inputs: passes.consecutive_inputs,
         };
         if let Some(init_chain) = handle.graph.init_chain {
             handle.run(init_chain, true)?;
-            let refs: Vec<&Array> = handle.persistent.constants.iter().collect();
+            let refs: Vec<&Array> = handle.persistent.constants.iter().flatten().collect();
             mlx::eval(&refs)?;
             handle.transient.clear();
         }
@@ -329,6 +373,9 @@ impl MlxHandle {
                     )))
                 }
             }
+        }
+        for &tid in &self.consecutive_inputs {
+            check_consecutive(&self.graph, tid, &self.transient, &self.layout)?;
         }
         self.run(self.graph.main_chain, false)?;
         let mut prepared = Vec::new();
@@ -447,6 +494,52 @@ impl MlxHandle {
             _ => None,
         })
     }
+}
+
+/// Constant values for the graph passes, read from the loaded arrays.
+struct LoadedConstants<'a>(&'a [Array]);
+
+impl ConstantValues for LoadedConstants<'_> {
+    fn scalar(&self, tid: Tid) -> Option<f64> {
+        let array = self.0.get(tid.0 as usize).filter(|a| a.size() == 1)?;
+        array.item_f64().ok()
+    }
+}
+
+/// Refuses a positions input that is not `p0, p0 + 1, ...`: the fused rope derives every position from
+/// the first (see `passes::rope`).
+fn check_consecutive(
+    graph: &Graph,
+    tid: Tid,
+    transient: &Transient,
+    layout: &Layout,
+) -> Result<(), ExecError> {
+    let exec::state::Location::Transient(i) = layout.locate(tid)? else {
+        return Ok(());
+    };
+    let Some(array) = transient.tensors.get(i).and_then(Option::as_ref) else {
+        return Ok(());
+    };
+    // Inputs are copied from the host, so reading them back runs no graph.
+    let positions: Vec<i64> = match array.dtype() {
+        mlx::Dtype::Int64 => array.to_vec::<i64>()?,
+        mlx::Dtype::Int32 => array.to_vec::<i32>()?.into_iter().map(i64::from).collect(),
+        other => {
+            return Err(ExecError::Other(format!(
+                "positions input {}: expected an integer tensor, got {other:?}",
+                tid.0
+            )))
+        }
+    };
+    if positions.windows(2).any(|pair| pair[1] != pair[0] + 1) {
+        let name = graph.constant_name(tid).unwrap_or("positions");
+        return Err(ExecError::Other(format!(
+            "input '{name}' must hold consecutive positions (the graph was rewritten to use fused RoPE; \
+             load with the MLXBackend option {}=false to pass arbitrary positions), got {positions:?}",
+            option_keys::FUSE_ROPE
+        )));
+    }
+    Ok(())
 }
 
 /// Wraps input argument `i` as an MLX array, checking it against the slot's declared dtype.

@@ -2,6 +2,7 @@
 //!
 //! - [`payload`]: the `MLX0` blob wrapper and its FlatBuffer, checked and converted into the IR.
 //! - [`ir`]: the delegate graph as plain Rust (knows nothing of MLX).
+//! - [`passes`]: IR → IR rewrites that cut the MLX nodes per execute (know nothing of MLX).
 //! - [`exec`]: the executor on MLX; [`backend`]: the runtime `Backend` (init, execute).
 
 pub mod backend;
@@ -10,6 +11,7 @@ pub mod dtype;
 pub mod error;
 pub mod exec;
 pub mod ir;
+pub mod passes;
 pub mod payload;
 
 pub use backend::{

@@ -95,6 +95,9 @@ impl MlxHandle {
                 }
             }
         }
+        for &tid in &self.consecutive_inputs {
+            super::check_consecutive(&self.graph, tid, &self.transient, &self.layout)?;
+        }
         self.run(self.graph.main_chain, false)?;
         let mut outputs = Vec::with_capacity(self.graph.output_map.len());
         for (j, slot) in self.graph.output_map.iter().enumerate() {

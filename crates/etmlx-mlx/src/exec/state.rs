@@ -26,7 +26,7 @@ pub fn slot<'a>(
     tid: Tid,
 ) -> Result<&'a Array, ExecError> {
     let slot = match layout.locate(tid)? {
-        Location::Constant(i) => persistent.constants.get(i),
+        Location::Constant(i) => persistent.constants.get(i).and_then(Option::as_ref),
         Location::MutableBuffer(i) => persistent.mutable_buffers.get(i).and_then(Option::as_ref),
         Location::Transient(i) => transient.tensors.get(i).and_then(Option::as_ref),
     };
@@ -80,8 +80,9 @@ pub enum Value {
 
 /// Arrays that live as long as the handle: constants and mutable buffers.
 pub struct Persistent {
-    /// Indexed by Tid (`0..num_constants`).
-    pub constants: Vec<Array>,
+    /// Indexed by Tid (`0..num_constants`). `None` once released: a constant only load-time folding read
+    /// (a weight concatenated into a fused projection) is dropped after the fold (see [`super::fold`]).
+    pub constants: Vec<Option<Array>>,
     /// Indexed by `tid - first_mutable_buffer`.
     pub mutable_buffers: Vec<Option<Array>>,
     /// Per main-chain op index: the output slot and value of an op folded at load ([`super::fold`]).
@@ -148,7 +149,7 @@ impl Ctx<'_> {
                     .constants
                     .get_mut(i)
                     .ok_or(ExecError::UninitializedTensor(tid.0))?;
-                *c = array;
+                *c = Some(array);
                 return Ok(());
             }
             Location::MutableBuffer(i) => self.persistent.mutable_buffers.get_mut(i),

@@ -6,11 +6,16 @@ use super::{ChainIdx, FloatOrVid, IntOrVid, IntOrVidOrTid, Tid, Vid, VidOrTid};
 trait SlotRefs {
     fn visit_tids(&self, _visit: &mut dyn FnMut(Tid)) {}
     fn visit_vids(&self, _visit: &mut dyn FnMut(Vid)) {}
+    /// Replaces every tensor slot reference in place.
+    fn map_tids(&mut self, _map: &mut dyn FnMut(Tid) -> Tid) {}
 }
 
 impl SlotRefs for Tid {
     fn visit_tids(&self, visit: &mut dyn FnMut(Tid)) {
         visit(*self);
+    }
+    fn map_tids(&mut self, map: &mut dyn FnMut(Tid) -> Tid) {
+        *self = map(*self);
     }
 }
 
@@ -42,6 +47,11 @@ impl SlotRefs for VidOrTid {
             visit(*tid);
         }
     }
+    fn map_tids(&mut self, map: &mut dyn FnMut(Tid) -> Tid) {
+        if let VidOrTid::Tid(tid) = self {
+            *tid = map(*tid);
+        }
+    }
     fn visit_vids(&self, visit: &mut dyn FnMut(Vid)) {
         if let VidOrTid::Vid(vid) = self {
             visit(*vid);
@@ -55,6 +65,11 @@ impl SlotRefs for IntOrVidOrTid {
             visit(*tid);
         }
     }
+    fn map_tids(&mut self, map: &mut dyn FnMut(Tid) -> Tid) {
+        if let IntOrVidOrTid::Tid(tid) = self {
+            *tid = map(*tid);
+        }
+    }
     fn visit_vids(&self, visit: &mut dyn FnMut(Vid)) {
         if let IntOrVidOrTid::Vid(vid) = self {
             visit(*vid);
@@ -66,6 +81,9 @@ impl<T: SlotRefs> SlotRefs for Option<T> {
     fn visit_tids(&self, visit: &mut dyn FnMut(Tid)) {
         self.iter().for_each(|item| item.visit_tids(visit));
     }
+    fn map_tids(&mut self, map: &mut dyn FnMut(Tid) -> Tid) {
+        self.iter_mut().for_each(|item| item.map_tids(map));
+    }
     fn visit_vids(&self, visit: &mut dyn FnMut(Vid)) {
         self.iter().for_each(|item| item.visit_vids(visit));
     }
@@ -74,6 +92,9 @@ impl<T: SlotRefs> SlotRefs for Option<T> {
 impl<T: SlotRefs> SlotRefs for Vec<T> {
     fn visit_tids(&self, visit: &mut dyn FnMut(Tid)) {
         self.iter().for_each(|item| item.visit_tids(visit));
+    }
+    fn map_tids(&mut self, map: &mut dyn FnMut(Tid) -> Tid) {
+        self.iter_mut().for_each(|item| item.map_tids(map));
     }
     fn visit_vids(&self, visit: &mut dyn FnMut(Vid)) {
         self.iter().for_each(|item| item.visit_vids(visit));
@@ -145,6 +166,47 @@ macro_rules! define_ops {
                 }
             }
 
+            /// Calls `visit` for every tensor slot the op writes: the fields named `out`, `outs` and
+            /// `outputs` (every other tensor field is read; `SliceUpdate`/`IndexCopy` also read
+            /// `dst`, which is usually the same slot as `out`).
+            pub fn for_each_output_tid(&self, mut visit: impl FnMut(Tid)) {
+                match self {
+                    $( Op::$variant { $( $field ),* } => {
+                        $( if is_output_field(stringify!($field)) {
+                            SlotRefs::visit_tids($field, &mut visit);
+                        } )*
+                    } ),*
+                }
+            }
+
+            /// Calls `visit` for every tensor slot the op reads (every tensor field but the outputs).
+            pub fn for_each_input_tid(&self, mut visit: impl FnMut(Tid)) {
+                match self {
+                    $( Op::$variant { $( $field ),* } => {
+                        $( if !is_output_field(stringify!($field)) {
+                            SlotRefs::visit_tids($field, &mut visit);
+                        } )*
+                    } ),*
+                }
+            }
+
+            /// Rewrites the tensor slots the op reads (`inputs`) and writes (`outputs`).
+            pub fn map_tids(
+                &mut self,
+                mut inputs: impl FnMut(Tid) -> Tid,
+                mut outputs: impl FnMut(Tid) -> Tid,
+            ) {
+                match self {
+                    $( Op::$variant { $( $field ),* } => {
+                        $( if is_output_field(stringify!($field)) {
+                            SlotRefs::map_tids($field, &mut outputs);
+                        } else {
+                            SlotRefs::map_tids($field, &mut inputs);
+                        } )*
+                    } ),*
+                }
+            }
+
             /// Calls `visit` for every value slot the op reads or writes, in field order.
             pub fn for_each_vid(&self, mut visit: impl FnMut(Vid)) {
                 match self {
@@ -155,6 +217,11 @@ macro_rules! define_ops {
             }
         }
     };
+}
+
+/// Whether an op field (by schema name) is one the op writes.
+fn is_output_field(name: &str) -> bool {
+    matches!(name, "out" | "outs" | "outputs")
 }
 
 super::with_op_table!(define_ops);

@@ -55,13 +55,34 @@ impl Harness {
             graph,
             persistent: Persistent {
                 folded: Vec::new(),
-                constants,
+                constants: constants.into_iter().map(Some).collect(),
                 mutable_buffers: vec![],
             },
             transient,
             options: ExecOptions::default(),
             stream: Stream::new(DeviceType::Cpu).expect("CPU stream"),
         }
+    }
+
+    /// A harness around any graph (inputs and outputs are per-execute slots set with `put_*`).
+    pub fn from_graph(graph: Graph, constants: Vec<Array>) -> Harness {
+        let transient = Transient::new(&graph);
+        Harness {
+            graph,
+            persistent: Persistent {
+                folded: Vec::new(),
+                constants: constants.into_iter().map(Some).collect(),
+                mutable_buffers: vec![],
+            },
+            transient,
+            options: ExecOptions::default(),
+            stream: Stream::new(DeviceType::Cpu).expect("CPU stream"),
+        }
+    }
+
+    /// Whether constant slot `tid` still holds its array (load-time folding releases some).
+    pub fn holds_constant(&self, tid: u32) -> bool {
+        matches!(self.persistent.constants.get(tid as usize), Some(Some(_)))
     }
 
     pub fn ctx(&mut self) -> Ctx<'_> {

@@ -1,0 +1,211 @@
+//! The graph passes (`etmlx_mlx::passes`) on the official tiny Llama exports of every mode: with every pass
+//! on, the main chain gets shorter in the expected ways, and prefill and decode logits still match HF
+//! transformers' (recorded by `python/export_fixtures.py`) within each fixture's tolerance.
+
+mod delegate_common;
+
+use std::path::Path;
+
+use delegate_common::*;
+use etmlx_mlx::backend::option_keys;
+use etmlx_mlx::cache::CacheGeometry;
+use etmlx_mlx::ir::{Graph, Tid};
+use etmlx_mlx::passes::{self, ConstantValues, PassOptions, PassReport};
+use etmlx_mlx::{install_sequence_cache, KvCacheSpec, BACKEND_ID};
+use etmlx_runtime::{BackendOptions, HostTensor, OptionValue, ScalarType};
+
+/// The MLX payload of `dir/model.pte`, with the named data its constants come from.
+fn payload(dir: &Path) -> (Graph, etmlx_pte::NamedDataMap) {
+    let pte = etmlx_pte::Pte::open(&dir.join("model.pte")).expect("open");
+    let named = etmlx_pte::NamedDataMap::new(&pte, None).expect("named data");
+    let plan = &pte.program().plans[0];
+    let delegate = plan
+        .delegates
+        .iter()
+        .find(|d| d.id == BACKEND_ID)
+        .expect("an MLX delegate");
+    let graph =
+        etmlx_mlx::payload::parse(pte.delegate_blob(delegate).expect("blob")).expect("parse");
+    (graph, named)
+}
+
+/// One-element float32 constants read from the file's named data (what the backend reads from MLX).
+struct FileScalars<'a> {
+    graph: &'a Graph,
+    named: &'a etmlx_pte::NamedDataMap,
+}
+
+impl ConstantValues for FileScalars<'_> {
+    fn scalar(&self, tid: Tid) -> Option<f64> {
+        let meta = self.graph.meta(tid)?;
+        let bytes = self.named.bytes(self.graph.constant_name(tid)?)?;
+        match (meta.scalar_type, bytes) {
+            (6, [a, b, c, d]) => Some(f64::from(f32::from_le_bytes([*a, *b, *c, *d]))),
+            _ => None,
+        }
+    }
+}
+
+fn passes_on(dir: &Path) -> (PassReport, Graph) {
+    let (mut graph, named) = payload(dir);
+    let original = graph.clone();
+    let report = passes::run(
+        &mut graph,
+        &PassOptions::default(),
+        &FileScalars {
+            graph: &original,
+            named: &named,
+        },
+    );
+    (report, graph)
+}
+
+/// Every pass on (the rope pass is off by default on the CPU), optionally with an off-graph cache.
+fn all_passes() -> BackendOptions {
+    let mut options = BackendOptions::default();
+    for key in [
+        option_keys::FUSE_ROPE,
+        option_keys::FUSE_PROJECTIONS,
+        option_keys::MERGE_HEADS,
+        option_keys::BATCHED_MATMUL,
+    ] {
+        options.set(BACKEND_ID, key, OptionValue::Bool(true));
+    }
+    options
+}
+
+/// bf16 logits widened to f32 (exact), so the f32 comparison applies.
+fn as_f32(t: HostTensor) -> HostTensor {
+    match t.dtype {
+        ScalarType::Float => t,
+        ScalarType::BFloat16 => HostTensor {
+            dtype: ScalarType::Float,
+            bytes: t
+                .bytes
+                .chunks_exact(2)
+                .flat_map(|c| (u32::from(u16::from_le_bytes([c[0], c[1]])) << 16).to_le_bytes())
+                .collect(),
+            ..t
+        },
+        other => panic!("logits of dtype {other:?}"),
+    }
+}
+
+/// Prefill then decode through the method API against the fixture's HF logits.
+fn check_logits(name: &str, options: BackendOptions) {
+    let dir = fixture(name);
+    let (rtol, atol) = tolerance(&dir);
+    let program = open(&dir, options);
+    let mut method = program.load_method("forward").expect("load");
+    for step in ["prefill", "decode"] {
+        let got = run(
+            &mut method,
+            &read_bin(&dir.join(format!("input_{step}.bin"))),
+        );
+        let want = read_bin(&dir.join(format!("expected_{step}_logits.bin")));
+        assert_close(
+            &format!("{name} {step} with every pass"),
+            &as_f32(got[0].clone()),
+            &as_f32(want[0].clone()),
+            rtol,
+            atol,
+        );
+    }
+}
+
+#[test]
+fn every_mode_loses_the_decomposed_rope_the_separate_projections_and_the_2d_products() {
+    // (fixture, projections merged: 2 layers x (q, k, v, gate, up)).
+    for name in [
+        "tiny_llama_default",
+        "tiny_llama_custom",
+        "tiny_llama_custom_bf16",
+        "tiny_llama_custom_4w",
+        "tiny_llama_offgraph",
+    ] {
+        let (report, graph) = passes_on(&fixture(name));
+        let histogram = graph.op_histogram();
+        let count = |op: &str| histogram.get(op).copied().unwrap_or(0);
+        assert_eq!(report.ropes, 4, "{name}: q and k of two layers");
+        assert_eq!(count("Rope"), 4, "{name}");
+        assert_eq!(
+            (count("Neg"), count("Cos"), count("Sin")),
+            (0, 0, 0),
+            "{name}"
+        );
+        assert_eq!(
+            report.fused_projections, 10,
+            "{name}: q/k/v + gate/up of two layers"
+        );
+        assert_eq!(count("Split"), 4, "{name}");
+        assert_eq!(report.merged_heads, 2, "{name}: one q/k/v split per layer");
+        assert!(
+            report.ops_after + 20 < report.ops_before,
+            "{name}: {} -> {} ops",
+            report.ops_before,
+            report.ops_after
+        );
+        assert_eq!(report.consecutive_inputs.len(), 1, "{name}: cache_position");
+    }
+}
+
+#[test]
+fn default_mode_logits_with_every_pass() {
+    check_logits("tiny_llama_default", all_passes());
+}
+
+#[test]
+fn custom_mode_logits_with_every_pass() {
+    check_logits("tiny_llama_custom", all_passes());
+}
+
+#[test]
+fn custom_bf16_logits_with_every_pass() {
+    check_logits("tiny_llama_custom_bf16", all_passes());
+}
+
+#[test]
+fn custom_4w_logits_with_every_pass() {
+    check_logits("tiny_llama_custom_4w", all_passes());
+}
+
+#[test]
+fn offgraph_logits_with_every_pass() {
+    let dir = fixture("tiny_llama_offgraph");
+    let geometry = CacheGeometry::from_program(&open(&dir, BackendOptions::default())).unwrap();
+    let spec = KvCacheSpec::from_geometry(&geometry, None, mlx::Dtype::Float32, None).unwrap();
+    let mut options = all_passes();
+    install_sequence_cache(&mut options, &spec).unwrap();
+    check_logits("tiny_llama_offgraph", options);
+}
+
+#[test]
+fn fused_rope_refuses_positions_that_are_not_consecutive() {
+    let dir = fixture("tiny_llama_custom");
+    let program = open(&dir, all_passes());
+    let mut method = program.load_method("forward").expect("load");
+    let mut inputs = read_bin(&dir.join("input_prefill.bin"));
+    // cache_position [8] int64: 0..8 with two positions swapped.
+    let positions = &mut inputs[1];
+    assert_eq!(positions.dtype, ScalarType::Long);
+    let mut values: Vec<i64> = positions
+        .bytes
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    values.swap(2, 3);
+    positions.bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    for (i, t) in inputs.iter().enumerate() {
+        method
+            .set_input(i, &etmlx_runtime::HostValue::Tensor(t.clone()))
+            .expect("set_input");
+    }
+    let err = method.execute().expect_err("non-consecutive positions");
+    assert!(err.to_string().contains("consecutive positions"), "{err}");
+
+    // Without the rope pass the same call runs (the decomposed rope takes any positions).
+    let mut options = all_passes();
+    options.set(BACKEND_ID, option_keys::FUSE_ROPE, OptionValue::Bool(false));
+    let mut method = open(&dir, options).load_method("forward").expect("load");
+    run(&mut method, &inputs);
+}
