@@ -353,7 +353,8 @@ impl MlxHandle {
             match slot.kind {
                 SlotKind::Tensor => {
                     let array = input_array(&self.graph, Tid(slot.idx), args, i)?;
-                    self.bind_tensor_input(i, array)?;
+                    let host = host_ints_of(args, i);
+                    self.bind_tensor_input(i, array, host)?;
                 }
                 SlotKind::Int => {
                     let v = match args.value(i).map_err(|e| ExecError::Other(e.0))? {
@@ -445,8 +446,14 @@ impl MlxHandle {
 }
 
 impl MlxHandle {
-    /// Puts `array` in the slot of delegate input `i` (a tensor input).
-    pub(crate) fn bind_tensor_input(&mut self, i: usize, array: Array) -> Result<(), ExecError> {
+    /// Puts `array` in the slot of delegate input `i` (a tensor input), with its values when they are known
+    /// on the host (see `exec::HostInts`).
+    pub(crate) fn bind_tensor_input(
+        &mut self,
+        i: usize,
+        array: Array,
+        host: Option<exec::HostInts>,
+    ) -> Result<(), ExecError> {
         let slot = self.input_slot(i)?;
         let exec::state::Location::Transient(t) = self.layout.locate(Tid(slot.idx))? else {
             return Err(ExecError::Other(format!(
@@ -455,6 +462,7 @@ impl MlxHandle {
             )));
         };
         self.transient.tensors[t] = Some(array);
+        self.transient.host_ints[t] = host;
         Ok(())
     }
 
@@ -520,16 +528,23 @@ fn check_consecutive(
     let Some(array) = transient.tensors.get(i).and_then(Option::as_ref) else {
         return Ok(());
     };
-    // Inputs are copied from the host, so reading them back runs no graph.
-    let positions: Vec<i64> = match array.dtype() {
-        mlx::Dtype::Int64 => array.to_vec::<i64>()?,
-        mlx::Dtype::Int32 => array.to_vec::<i32>()?.into_iter().map(i64::from).collect(),
-        other => {
-            return Err(ExecError::Other(format!(
-                "positions input {}: expected an integer tensor, got {other:?}",
-                tid.0
-            )))
-        }
+    // Inputs are copied from the host, so reading them back runs no graph; the host copy is read when there is
+    // one (a cast made on the device would have to wait for the device).
+    let positions: Vec<i64> = match (
+        transient.host_ints.get(i).and_then(Option::as_ref),
+        array.dtype(),
+    ) {
+        (Some(host), _) => host.values.clone(),
+        (None, dtype) => match dtype {
+            mlx::Dtype::Int64 => array.to_vec::<i64>()?,
+            mlx::Dtype::Int32 => array.to_vec::<i32>()?.into_iter().map(i64::from).collect(),
+            other => {
+                return Err(ExecError::Other(format!(
+                    "positions input {}: expected an integer tensor, got {other:?}",
+                    tid.0
+                )))
+            }
+        },
     };
     if positions.windows(2).any(|pair| pair[1] != pair[0] + 1) {
         let name = graph.constant_name(tid).unwrap_or("positions");
@@ -540,6 +555,36 @@ fn check_consecutive(
         )));
     }
     Ok(())
+}
+
+/// The values of a small integer input argument, kept on the host beside its MLX copy.
+fn host_ints_of(args: &DelegateArgs<'_>, i: usize) -> Option<exec::HostInts> {
+    use etmlx_runtime::ScalarType;
+    let view = args.tensor(i).ok()?;
+    if !matches!(
+        view.dtype,
+        ScalarType::Long
+            | ScalarType::Int
+            | ScalarType::Short
+            | ScalarType::Char
+            | ScalarType::Byte
+    ) {
+        return None;
+    }
+    let numel = view.bytes.len() / view.dtype.element_size().max(1);
+    if numel > exec::HostInts::MAX_ELEMENTS {
+        return None;
+    }
+    let values = (0..numel)
+        .map(|k| etmlx_runtime::elements::read(view.dtype, view.bytes, k).map(|v| v.as_i64()))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let shape = view
+        .sizes
+        .iter()
+        .map(|&d| i32::try_from(d).ok())
+        .collect::<Option<Vec<_>>>()?;
+    exec::HostInts::new(shape, values)
 }
 
 /// Wraps input argument `i` as an MLX array, checking it against the slot's declared dtype.

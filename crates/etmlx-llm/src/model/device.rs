@@ -90,13 +90,16 @@ impl LlmModel {
     ) -> Result<Array> {
         self.check_chunk(len, start, host_ids)?;
         let n = i32::try_from(len).map_err(device_err)?;
-        let positions =
-            position_array(self.meta.position_dtype, &self.position_values(start, len))?;
+        let positions = self.position_values(start, len);
+        let positions = DeviceInput::HostInts {
+            shape: vec![i32::try_from(positions.len()).map_err(device_err)?],
+            values: positions,
+        };
         let stream = self.device_stream()?;
         let tokens = mlx::ops::reshape(tokens, &[1, n], stream).map_err(device_err)?;
         let mut inputs = vec![DeviceInput::Int(0); step.num_inputs];
         inputs[step.token_input] = DeviceInput::Tensor(tokens);
-        inputs[step.position_input] = DeviceInput::Tensor(positions);
+        inputs[step.position_input] = positions;
         let handle = self.mlx_handle()?;
         let mut outputs = handle
             .build_outputs(lock, inputs)
@@ -128,22 +131,4 @@ fn last_row(logits: &Array, s: Stream) -> Result<Array> {
         }
     };
     Ok(row)
-}
-
-/// A host array of positions in the dtype `forward` declares (int64 or int32).
-fn position_array(dtype: etmlx_runtime::ScalarType, positions: &[i64]) -> Result<Array> {
-    let n = i32::try_from(positions.len()).map_err(device_err)?;
-    match dtype {
-        etmlx_runtime::ScalarType::Long => Array::from_slice(positions, &[n]),
-        etmlx_runtime::ScalarType::Int => {
-            let narrow: Vec<i32> = positions
-                .iter()
-                .map(|&p| i32::try_from(p))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(device_err)?;
-            Array::from_slice(&narrow, &[n])
-        }
-        other => return Err(device_err(format!("positions of dtype {other:?}"))),
-    }
-    .map_err(device_err)
 }

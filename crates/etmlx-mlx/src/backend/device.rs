@@ -32,6 +32,9 @@ pub fn lock_graph() -> GraphLock {
 pub enum DeviceInput {
     /// A tensor input; integer arrays are cast to the payload's declared dtype when they differ.
     Tensor(Array),
+    /// A small integer tensor given by its values (positions): copied into MLX in the declared dtype, and kept
+    /// on the host so that reading it in the graph (`ItemInt`) never waits for the device.
+    HostInts { shape: Vec<i32>, values: Vec<i64> },
     /// An int value input.
     Int(i64),
 }
@@ -85,7 +88,13 @@ impl MlxHandle {
             match (slot.kind, input) {
                 (SlotKind::Tensor, DeviceInput::Tensor(array)) => {
                     let array = self.match_declared_dtype(i, Tid(slot.idx), array)?;
-                    self.bind_tensor_input(i, array)?;
+                    self.bind_tensor_input(i, array, None)?;
+                }
+                (SlotKind::Tensor, DeviceInput::HostInts { shape, values }) => {
+                    let array = Array::from_slice(&values, &shape)?;
+                    let array = self.match_declared_dtype(i, Tid(slot.idx), array)?;
+                    let host = exec::HostInts::new(shape, values);
+                    self.bind_tensor_input(i, array, host)?;
                 }
                 (SlotKind::Int, DeviceInput::Int(v)) => self.bind_int_input(i, v)?,
                 (kind, _) => {

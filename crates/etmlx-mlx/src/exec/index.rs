@@ -307,7 +307,11 @@ pub fn take(
                     format!("index {i} is out of range for axis {ax} of size {n}"),
                 ));
             }
-            ops::take_index(a, i as i32, ax as i32, s)?
+            let r = ops::take_index(a, i as i32, ax as i32, s)?;
+            let host = cx.host_ints(x).and_then(|h| h.take(i as usize, ax));
+            cx.set(out, r)?;
+            cx.set_host_ints(out, host);
+            return Ok(());
         }
         (None, IntOrVidOrTid::Tid(t)) => {
             let idx = bounded_indices("Take", cx.get(t)?, n, s)?;

@@ -19,7 +19,7 @@ use mlx::ops::{BinaryOp, ReduceOp, UnaryOp};
 
 use crate::error::ExecError;
 use crate::ir::Op;
-pub use state::{Ctx, Layout, Persistent, Transient, Value};
+pub use state::{Ctx, HostInts, Layout, Persistent, Transient, Value};
 
 /// Runs every op of chain `chain`, naming the failing op in the error.
 pub fn run_chain(cx: &mut Ctx<'_>, chain: usize) -> Result<(), ExecError> {
@@ -58,7 +58,10 @@ pub fn dispatch(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
         Op::Noop {} => Ok(()),
         Op::IdCopy { x, out } => {
             let a = cx.get(*x)?.clone();
-            cx.set(*out, a)
+            let host = cx.host_ints(*x).cloned();
+            cx.set(*out, a)?;
+            cx.set_host_ints(*out, host);
+            Ok(())
         }
 
         // ---- scalar (host) arithmetic on value slots

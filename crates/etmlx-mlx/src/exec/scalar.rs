@@ -74,11 +74,17 @@ pub fn sym_size(cx: &mut Ctx<'_>, a: Tid, dim: i32, out: Vid) -> Result<(), Exec
 
 /// Evaluates `x` (a host sync) and stores its first element as an int32 value.
 pub fn item_int(cx: &mut Ctx<'_>, x: Tid, out: Vid) -> Result<(), ExecError> {
-    let a = cx.get(x)?;
-    if a.size() == 0 {
-        return Err(ExecError::invalid("ItemInt", "tensor is empty"));
-    }
-    let v = a.item_i64()?;
+    let v = match cx.host_ints(x) {
+        // Known on the host: no MLX evaluation, so no wait for the device (see `HostInts`).
+        Some(h) if h.values.len() == 1 => h.values[0],
+        _ => {
+            let a = cx.get(x)?;
+            if a.size() == 0 {
+                return Err(ExecError::invalid("ItemInt", "tensor is empty"));
+            }
+            a.item_i64()?
+        }
+    };
     let v = i32::try_from(v)
         .map_err(|_| ExecError::invalid("ItemInt", format!("value {v} does not fit int32")))?;
     cx.set_value(out, Value::Int(v))

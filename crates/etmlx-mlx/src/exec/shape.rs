@@ -80,8 +80,21 @@ pub fn transpose(cx: &mut Ctx<'_>, x: Tid, out: Tid, perm: &[i32]) -> Result<(),
 /// Inserts a size-1 axis; a negative `axis` counts in the output's dimensions (PyTorch `unsqueeze`
 /// and MLX agree on this).
 pub fn expand_dims(cx: &mut Ctx<'_>, x: Tid, out: Tid, axis: i32) -> Result<(), ExecError> {
-    let r = ops::expand_dims(cx.get(x)?, axis, cx.s())?;
-    cx.set(out, r)
+    let a = cx.get(x)?;
+    let rank = a.ndim();
+    let r = ops::expand_dims(a, axis, cx.s())?;
+    // MLX accepted the axis, so it lies in -(rank+1)..=rank.
+    let normalized = if axis < 0 {
+        axis + rank as i32 + 1
+    } else {
+        axis
+    };
+    let host = usize::try_from(normalized)
+        .ok()
+        .and_then(|ax| cx.host_ints(x)?.expand_dims(ax));
+    cx.set(out, r)?;
+    cx.set_host_ints(out, host);
+    Ok(())
 }
 
 /// PyTorch squeeze: listed dims that are not size 1 are left alone (MLX would throw); no dims

@@ -96,6 +96,57 @@ pub struct Transient {
     /// Inputs, outputs and temps, indexed by `Layout::locate`.
     pub tensors: Vec<Option<Array>>,
     pub values: Vec<Option<Value>>,
+    /// Host copies of small integer tensors, parallel to `tensors` (see [`HostInts`]).
+    pub host_ints: Vec<Option<HostInts>>,
+}
+
+/// The values of a small integer tensor known on the host without evaluating anything: a delegate input copied
+/// from the host, and `Take` / `ExpandDims` / `IdCopy` results of such a tensor. `ItemInt` reads them instead of
+/// calling MLX's `item()`, which on a GPU waits for every kernel queued before it on the stream: in a pipelined
+/// decode that would stall building step t+1 until step t has finished (the position read at the top of every
+/// official LLM export is such an `ItemInt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostInts {
+    pub shape: Vec<i32>,
+    /// Row-major.
+    pub values: Vec<i64>,
+}
+
+impl HostInts {
+    /// Tensors above this many elements get no host copy (positions and token ids of a prefill chunk fit).
+    pub const MAX_ELEMENTS: usize = 4096;
+
+    /// `values` in `shape`, when small enough and consistent.
+    pub fn new(shape: Vec<i32>, values: Vec<i64>) -> Option<HostInts> {
+        let numel: i64 = shape.iter().map(|&d| i64::from(d)).product();
+        (values.len() <= Self::MAX_ELEMENTS
+            && numel == values.len() as i64
+            && shape.iter().all(|&d| d >= 0))
+        .then_some(HostInts { shape, values })
+    }
+
+    /// Element `index` along `axis` (both already in range), as MLX's `take` with a scalar index.
+    pub fn take(&self, index: usize, axis: usize) -> Option<HostInts> {
+        let n = *self.shape.get(axis)? as usize;
+        let inner: usize = self.shape[axis + 1..].iter().map(|&d| d as usize).product();
+        let outer: usize = self.shape[..axis].iter().map(|&d| d as usize).product();
+        let values = (0..outer)
+            .flat_map(|o| {
+                let base = (o * n + index) * inner;
+                self.values[base..base + inner].iter().copied()
+            })
+            .collect();
+        let mut shape = self.shape.clone();
+        shape.remove(axis);
+        HostInts::new(shape, values)
+    }
+
+    /// The same values with a size-1 axis inserted at `axis` (already normalised to 0..=rank).
+    pub fn expand_dims(&self, axis: usize) -> Option<HostInts> {
+        let mut shape = self.shape.clone();
+        (axis <= shape.len()).then(|| shape.insert(axis, 1))?;
+        HostInts::new(shape, self.values.clone())
+    }
 }
 
 impl Transient {
@@ -104,11 +155,13 @@ impl Transient {
         Transient {
             tensors: vec![None; n as usize],
             values: vec![None; graph.num_values as usize],
+            host_ints: vec![None; n as usize],
         }
     }
     pub fn clear(&mut self) {
         self.tensors.iter_mut().for_each(|t| *t = None);
         self.values.iter_mut().for_each(|v| *v = None);
+        self.host_ints.iter_mut().for_each(|h| *h = None);
     }
 }
 
@@ -153,10 +206,33 @@ impl Ctx<'_> {
                 return Ok(());
             }
             Location::MutableBuffer(i) => self.persistent.mutable_buffers.get_mut(i),
-            Location::Transient(i) => self.transient.tensors.get_mut(i),
+            Location::Transient(i) => {
+                // A slot's host copy describes what it held before.
+                if let Some(h) = self.transient.host_ints.get_mut(i) {
+                    *h = None;
+                }
+                self.transient.tensors.get_mut(i)
+            }
         };
         *slot.ok_or(ExecError::UninitializedTensor(tid.0))? = Some(array);
         Ok(())
+    }
+
+    /// The host copy of slot `tid`'s values, when there is one (see [`HostInts`]).
+    pub fn host_ints(&self, tid: Tid) -> Option<&HostInts> {
+        match self.layout.locate(tid).ok()? {
+            Location::Transient(i) => self.transient.host_ints.get(i)?.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Records the host copy of what slot `tid` now holds (call right after `set`).
+    pub fn set_host_ints(&mut self, tid: Tid, values: Option<HostInts>) {
+        if let Ok(Location::Transient(i)) = self.layout.locate(tid) {
+            if let Some(h) = self.transient.host_ints.get_mut(i) {
+                *h = values;
+            }
+        }
     }
 
     /// Takes the array out of a writable slot, for in-place updates: the caller builds the updated
@@ -238,5 +314,53 @@ impl Ctx<'_> {
     /// True when ops run on MLX's CUDA backend (the GPU off macOS), for CUDA-specific workarounds.
     pub fn on_cuda(&self) -> bool {
         self.stream.device().device_type == mlx::DeviceType::Gpu && !cfg!(target_os = "macos")
+    }
+}
+
+#[cfg(test)]
+mod host_ints_tests {
+    use super::HostInts;
+    use mlx::{Array, DeviceType, Stream};
+
+    fn cpu() -> Stream {
+        Stream::new_any_thread(DeviceType::Cpu).expect("stream")
+    }
+
+    /// The host copy must hold what MLX computes for the same op: checked against `take_index` and
+    /// `expand_dims` on every axis of a [2, 3, 4] tensor.
+    #[test]
+    fn host_copies_follow_mlx_take_and_expand_dims() {
+        let values: Vec<i64> = (0..24).map(|v| v * 7 - 40).collect();
+        let shape = vec![2, 3, 4];
+        let host = HostInts::new(shape.clone(), values.clone()).expect("small");
+        let array = Array::from_slice(&values, &shape).expect("array");
+        for axis in 0..3usize {
+            for index in 0..shape[axis] as usize {
+                let mlx =
+                    mlx::ops::take_index(&array, index as i32, axis as i32, cpu()).expect("take");
+                let ours = host.take(index, axis).expect("host take");
+                assert_eq!(ours.shape, mlx.shape(), "axis {axis} index {index}");
+                assert_eq!(
+                    ours.values,
+                    mlx.to_vec::<i64>().expect("read"),
+                    "axis {axis} index {index}"
+                );
+            }
+        }
+        for axis in 0..=3usize {
+            let mlx = mlx::ops::expand_dims(&array, axis as i32, cpu()).expect("expand");
+            let ours = host.expand_dims(axis).expect("host expand");
+            assert_eq!(ours.shape, mlx.shape(), "axis {axis}");
+            assert_eq!(ours.values, values);
+        }
+        assert!(host.expand_dims(4).is_none(), "past the rank");
+        assert!(
+            HostInts::new(vec![2, 2], vec![1, 2, 3]).is_none(),
+            "shape and values disagree"
+        );
+        assert!(
+            HostInts::new(vec![5000], vec![0; 5000]).is_none(),
+            "too large to copy"
+        );
     }
 }
