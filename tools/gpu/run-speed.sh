@@ -13,16 +13,16 @@ source /tmp/mlx-site/env.sh
 [ -d /tmp/mlx-lm/mlx_lm ] || python3 -c "import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extractall('/tmp/mlx-lm')" "$wheel"
 h() { python3 python/bench_harness.py run --plan gpu --out "$OUT/speed" --etmlx "$bin/etmlx" --models "$models" \
   --mlx-lm-path /tmp/mlx-lm -p "${PROMPTS:-128,512}" -n "${GENS:-128}" -r "${REPS:-5}" --timeout 240 "$@"; }
-h --only "(etmlx|mlx-lm) $w"
+h --only "(etmlx|mlx-lm) ($w)"
 for lever in "$@"; do
   name=${lever%%=*}; flags=${lever#*=}
   if [[ $flags == env:* ]]; then
-    (IFS=, ; for kv in ${flags#env:}; do export "$kv"; done; h --only "etmlx $w" --lever "$name")
+    (IFS=, ; for kv in ${flags#env:}; do export "$kv"; done; h --only "etmlx ($w)" --lever "$name")
   else
-    h --only "etmlx $w" --lever "$name" --etmlx-args="$flags"
+    h --only "etmlx ($w)" --lever "$name" --etmlx-args="$flags"
   fi
 done
-for m in W1-bf16 W1-4w; do
+for m in ${PROFILE_MODELS:-W1-bf16 W1-4w}; do
   for loop in "" --host-decode; do
     [ -e "$models/$m.pte" ] || continue
     echo "== $m $loop" >> "$OUT/profiles.txt"
