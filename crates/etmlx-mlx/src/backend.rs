@@ -14,6 +14,7 @@ use crate::cache::{self, SequenceCache};
 use crate::error::ExecError;
 use crate::exec::{self, Ctx, Layout, Persistent, Transient};
 use crate::ir::{Graph, SlotKind, Tid};
+use crate::weights::{self, WeightLease};
 use crate::{dtype, payload};
 
 /// The delegate id the official exporter writes.
@@ -181,6 +182,8 @@ pub struct MlxHandle {
     options: ExecOptions,
     cache: Option<Arc<Mutex<SequenceCache>>>,
     executes: u64,
+    /// Keeps the constants shared with other handles of the same named data alive (see [`crate::weights`]).
+    _weights: WeightLease,
 }
 
 impl MlxHandle {
@@ -202,7 +205,7 @@ impl MlxHandle {
         // Executes may come from any thread (serialised by the MLX lock); MLX 0.32 streams from
         // `new_stream` belong to their creating thread.
         let stream = Stream::new_any_thread(device)?;
-        let constants = load_constants(&graph, ctx, options.synthetic_weights, stream)?;
+        let (constants, weights) = load_constants(&graph, ctx, options.synthetic_weights, stream)?;
         let mutable_buffers = zero_mutable_buffers(&graph, stream)?;
         let cache = match &options.cache_key {
             Some(key) => Some(cache::lookup(key).ok_or_else(|| {
@@ -225,6 +228,7 @@ impl MlxHandle {
             options,
             cache,
             executes: 0,
+            _weights: weights,
         };
         if let Some(init_chain) = handle.graph.init_chain {
             handle.run(init_chain, true)?;
@@ -443,14 +447,17 @@ fn input_array(
 
 /// Constant tensors from the named-data map, by the names the payload binds them to. With
 /// `synthetic_weights`, a name missing from the map gets [`synthetic_constant`] values instead.
+/// Constants already loaded by another handle from the same bytes are shared, not copied again
+/// ([`crate::weights`]); the returned lease keeps them alive.
 fn load_constants(
     graph: &Graph,
     ctx: &BackendInitContext<'_>,
     synthetic_weights: bool,
     stream: Stream,
-) -> Result<Vec<Array>, ExecError> {
+) -> Result<(Vec<Array>, WeightLease), ExecError> {
     let names = graph.tensor_names();
     let mut constants = Vec::with_capacity(graph.num_constants as usize);
+    let mut lease = WeightLease::default();
     for t in 0..graph.num_constants {
         let tid = Tid(t);
         let name = names.get(&tid).ok_or_else(|| {
@@ -480,11 +487,13 @@ fn load_constants(
                 numel * dt.size()
             )));
         }
-        constants.push(Array::from_bytes(bytes, &shape, dt)?);
+        constants.push(weights::shared_constant(
+            name, bytes, &shape, dt, &mut lease,
+        )?);
     }
     let refs: Vec<&Array> = constants.iter().collect();
     mlx::eval(&refs)?;
-    Ok(constants)
+    Ok((constants, lease))
 }
 
 /// Half-width of the uniform distribution synthetic float constants are drawn from: small enough that

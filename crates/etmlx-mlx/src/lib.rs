@@ -2,7 +2,8 @@
 //!
 //! - [`payload`]: the `MLX0` blob wrapper and its FlatBuffer, checked and converted into the IR.
 //! - [`ir`]: the delegate graph as plain Rust (knows nothing of MLX).
-//! - [`exec`]: the executor on MLX; [`backend`]: the runtime `Backend` (init, execute).
+//! - [`exec`]: the executor on MLX; [`backend`]: the runtime `Backend` (init, execute); [`weights`]: constants
+//!   shared by every handle loaded from the same named data.
 
 pub mod backend;
 pub mod cache;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod ir;
 pub mod payload;
+pub mod weights;
 
 pub use backend::{ExecOptions, MlxBackend, BACKEND_ID};
 pub use cache::{install_sequence_cache, KvCacheSpec, SequenceCache};
