@@ -263,7 +263,10 @@ def test_bad_input(server, user_text):
             model=MODEL_NAME, messages=[{"role": "wizard", "content": "w1"}]), 400, "messages[0].role", None),
     ]
     for name, fn, status, param, code in cases:
-        expect_error(fn, status, param, code)
+        try:
+            expect_error(fn, status, param, code)
+        except AssertionError as e:
+            raise AssertionError(f"{name}: {e}") from None
     raw_error(server, 400, "POST", "/v1/chat/completions", b"{not json")
     raw_error(server, 400, "POST", "/v1/chat/completions", b"[1, 2]")
     raw_error(server, 400, "POST", "/v1/chat/completions", {"model": MODEL_NAME}, param="messages")
@@ -322,6 +325,44 @@ def test_disconnect(etmlx, tokenizer, user_text):
     finally:
         check(server.stop() == 0, "exit 0")
     log("disconnect mid-stream: generation cancelled, slot freed and serving")
+
+
+def test_queue_full(etmlx, tokenizer, user_text):
+    server = Server(etmlx, tokenizer, "--slots", "1", "--max-queue", "1")
+    try:
+        body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": user_text}], "max_tokens": 50,
+                "temperature": 0}
+        statuses = []
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(server.raw, "POST", "/v1/chat/completions", body) for _ in range(8)]
+            statuses = [f.result() for f in futures]
+        busy = [(st, h) for st, _, h in statuses if st == 429]
+        check(busy, f"8 requests on 1 slot + 1 queue place: some get 429 ({[st for st, _, _ in statuses]})")
+        check(all(st in (200, 429) for st, _, _ in statuses), "only 200 or 429")
+        check(all("retry-after" in {k.lower() for k in h} for _, h in busy), "429 carries Retry-After")
+        err = json.loads([t for st, t, _ in statuses if st == 429][0])["error"]
+        check(err["code"] == "queue_full", err)
+        check(chat(server.client(), user_text, 3).choices[0].finish_reason == "length", "serving after 429s")
+    finally:
+        check(server.stop() == 0, "exit 0")
+    log(f"queue full: {len(busy)} of 8 requests got 429 + Retry-After, the rest were served")
+
+
+def test_raw_sse(server, user_text):
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+    conn.request("POST", "/v1/chat/completions", headers={"Content-Type": "application/json"}, body=json.dumps(
+        {"model": MODEL_NAME, "messages": [{"role": "user", "content": user_text}], "max_tokens": 4,
+         "temperature": 0, "stream": True}))
+    resp = conn.getresponse()
+    check(resp.getheader("content-type", "").startswith("text/event-stream"), "SSE content type")
+    lines = [l for l in resp.read().decode().splitlines() if l.strip()]
+    conn.close()
+    check(all(l.startswith("data: ") for l in lines), f"only data lines: {lines}")
+    check(lines[-1] == "data: [DONE]", f"ends with [DONE]: {lines[-1]}")
+    chunks = [json.loads(l[6:]) for l in lines[:-1]]
+    check(all(c["object"] == "chat.completion.chunk" for c in chunks), "chunk objects")
+    check(chunks[0]["choices"][0]["delta"]["role"] == "assistant", "first chunk carries the role")
+    check(chunks[-1]["choices"][0]["finish_reason"] == "length", "last chunk carries the finish reason")
 
 
 def test_memory(server, requests):
@@ -398,6 +439,7 @@ def main():
             write_tokenizer(tokenizer)
             server = Server(args.etmlx, tokenizer, "--slots", "2", "--max-body-bytes", "65536")
             user_text, reference = test_answers(server, args.etmlx, tokenizer, meta["prompt_ids"], hf_ids)
+            test_raw_sse(server, user_text)
             test_prefix_reuse(server, args.etmlx, tokenizer, user_text, reference)
             test_concurrent(server, user_text)
             test_bad_input(server, user_text)
@@ -405,6 +447,7 @@ def main():
             check(server.stop() == 0, "exit 0")
             test_api_key(args.etmlx, tokenizer)
             test_disconnect(args.etmlx, tokenizer, user_text)
+            test_queue_full(args.etmlx, tokenizer, user_text)
             test_shutdown(args.etmlx, tokenizer, user_text)
     finally:
         for s in SERVERS:

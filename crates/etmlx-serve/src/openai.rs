@@ -90,12 +90,24 @@ pub fn parse_body(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
 pub fn fields<T: for<'de> Deserialize<'de>>(body: &serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        let err = ApiError::invalid(format!("invalid request body: `{path}`: {inner}"));
-        if path.is_empty() || path == "." {
-            err
-        } else {
-            err.param(path)
+        let inner = e.into_inner().to_string();
+        // A missing field is reported at its parent ("." for the body): name the field itself.
+        let missing = inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let param = match (path.as_str(), missing) {
+            ("." | "", Some(field)) => Some(field.to_string()),
+            ("." | "", None) => None,
+            (parent, Some(field)) => Some(format!("{parent}.{field}")),
+            (path, None) => Some(path.to_string()),
+        };
+        let err = match &param {
+            Some(p) => ApiError::invalid(format!("invalid request body: `{p}`: {inner}")),
+            None => ApiError::invalid(format!("invalid request body: {inner}")),
+        };
+        match param {
+            Some(p) => err.param(p),
+            None => err,
         }
     })
 }
