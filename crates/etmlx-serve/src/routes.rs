@@ -280,11 +280,10 @@ fn encode_raw(state: &AppState, text: &str) -> Result<Vec<u32>, ApiError> {
 
 /// Checks lengths and sampling settings against the model and builds the generation options.
 fn generate_options(
-    state: &AppState,
+    ctx: usize,
     prompt_len: usize,
     s: &SamplingFields,
 ) -> Result<GenerateOptions, ApiError> {
-    let ctx = state.max_ctx_len;
     if prompt_len == 0 {
         return Err(ApiError::invalid("the prompt is empty").param("prompt"));
     }
@@ -455,7 +454,7 @@ async fn complete(
     prompt: Vec<u32>,
     sampling: SamplingFields,
 ) -> Result<Response, ApiError> {
-    let options = generate_options(&state, prompt.len(), &sampling)?;
+    let options = generate_options(state.max_ctx_len, prompt.len(), &sampling)?;
     let deadline = Instant::now() + state.request_timeout;
     let (events, mut rx) = mpsc::unbounded_channel();
     let job = Job {
@@ -603,4 +602,120 @@ fn stream_response(
         }
     });
     Sse::new(stream).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampling(body: serde_json::Value) -> SamplingFields {
+        fields(&body).expect("fields")
+    }
+
+    #[test]
+    fn lengths_are_checked_against_the_context() {
+        // 64 positions: a 60-token prompt leaves room for 4 new tokens.
+        let ok = generate_options(64, 60, &sampling(json!({"max_tokens": 4}))).expect("fits");
+        assert_eq!(ok.max_new_tokens, 4);
+        let e = generate_options(64, 60, &sampling(json!({"max_tokens": 5}))).unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref(), e.code),
+            (
+                StatusCode::BAD_REQUEST,
+                Some("max_tokens"),
+                Some("context_length_exceeded")
+            )
+        );
+        let e = generate_options(
+            64,
+            60,
+            &sampling(json!({"max_completion_tokens": 9, "max_tokens": 1})),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.param.as_deref(),
+            Some("max_completion_tokens"),
+            "the newer field wins"
+        );
+        let e = generate_options(64, 64, &sampling(json!({}))).unwrap_err();
+        assert_eq!(e.code, Some("context_length_exceeded"));
+        // Without a limit, generation may fill the context.
+        assert_eq!(
+            generate_options(64, 10, &sampling(json!({})))
+                .expect("ok")
+                .max_new_tokens,
+            54
+        );
+        let e = generate_options(64, 10, &sampling(json!({"max_tokens": 0}))).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("max_tokens"));
+    }
+
+    #[test]
+    fn sampling_fields_map_to_the_sampler_with_openai_defaults() {
+        let o = generate_options(
+            64,
+            4,
+            &sampling(json!({"stop": "END", "seed": 7, "top_p": 0.5})),
+        )
+        .expect("ok");
+        assert_eq!(o.stop_strings, vec!["END".to_string()]);
+        assert_eq!(
+            (o.sampler.temperature, o.sampler.top_p, o.sampler.seed),
+            (1.0, 0.5, 7)
+        );
+        let o = generate_options(
+            64,
+            4,
+            &sampling(json!({"temperature": 0, "stop": ["a", "b"]})),
+        )
+        .expect("ok");
+        assert!(o.sampler.is_greedy());
+        assert_eq!(o.stop_strings.len(), 2);
+        for (body, param) in [
+            (json!({"n": 2}), "n"),
+            (json!({"temperature": 2.5}), "temperature"),
+            (json!({"top_p": 0}), "top_p"),
+            (json!({"stop": ["a", "b", "c", "d", "e"]}), "stop"),
+            (json!({"stop": [""]}), "stop"),
+            (json!({"presence_penalty": 3}), "presence_penalty"),
+        ] {
+            let e = generate_options(64, 4, &sampling(body.clone())).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{body}");
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn wrong_types_and_missing_fields_name_the_field() {
+        let e = fields::<SamplingFields>(&json!({"max_tokens": "many"})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("max_tokens"));
+        let e = fields::<ChatCompletionRequest>(&json!({"model": "m"})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages"));
+        let e =
+            fields::<ChatCompletionRequest>(&json!({"messages": [{"content": "hi"}]})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+        let e =
+            fields::<ChatCompletionRequest>(&json!({"messages": [{"role": "user", "content": 5}]}))
+                .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].content"));
+        assert_eq!(
+            parse_body(b"{oops").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        assert!(parse_body(b"[1]").unwrap_err().message.contains("object"));
+    }
+
+    #[test]
+    fn errors_have_the_openai_shape() {
+        let e = ApiError::invalid("bad").param("x").code("c");
+        assert_eq!(
+            e.body(),
+            json!({"error": {"message": "bad", "type": "invalid_request_error", "param": "x", "code": "c"}})
+        );
+        let r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "server_busy", "full")
+            .retry_after(1)
+            .into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
 }
