@@ -365,6 +365,23 @@ def test_raw_sse(server, user_text):
     check(chunks[-1]["choices"][0]["finish_reason"] == "length", "last chunk carries the finish reason")
 
 
+def test_slot_memory(etmlx, tokenizer):
+    """8 slots hold one copy of the weights: MLX active memory grows by exactly 7 KV caches over 1 slot."""
+    meta = json.loads((FIXTURE / "meta.json").read_text())
+    cfg = meta["hf_config"]
+    cache = 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * meta["max_ctx_len"] * cfg["head_dim"] * 4
+    active = {}
+    for slots in (1, 8):
+        server = Server(etmlx, tokenizer, "--slots", str(slots))
+        try:
+            active[slots] = server.metric("etmlx_mlx_active_memory_bytes")
+        finally:
+            check(server.stop() == 0, "exit 0")
+    added = active[8] - active[1]
+    check(added == 7 * cache, f"7 more slots added {added} B; 7 KV caches are {7 * cache} B")
+    log(f"slots: MLX active memory {active[1]:.0f} B with 1 slot, {active[8]:.0f} B with 8 (+{added:.0f} B = 7 caches)")
+
+
 def test_memory(server, requests):
     conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
     body = json.dumps({"model": MODEL_NAME, "messages": [{"role": "user", "content": "w17 w42 w99"}],
@@ -380,15 +397,20 @@ def test_memory(server, requests):
 
     for i in range(100):
         one(i)
+    active_before = server.metric("etmlx_mlx_active_memory_bytes")
     before = server.rss_kb()
     started = time.time()
     for i in range(requests):
         one(i)
     after = server.rss_kb()
     conn.close()
+    active_after = server.metric("etmlx_mlx_active_memory_bytes")
+    # Between requests MLX holds exactly the weights and the slots' caches.
+    check(active_after == active_before, f"MLX active memory {active_before:.0f} -> {active_after:.0f} B")
     growth = after - before
     log(f"memory: RSS {before} kB after 100 requests, {after} kB after {requests} more "
-        f"({growth:+d} kB; {requests / (time.time() - started):.0f} req/s)")
+        f"({growth:+d} kB; {requests / (time.time() - started):.0f} req/s); MLX active memory unchanged "
+        f"at {active_after:.0f} B")
     # Flat: a per-request leak of even 2 kB would add 2 MB here.
     check(growth < 2048, f"RSS grew by {growth} kB over {requests} requests")
 
@@ -446,6 +468,7 @@ def main():
             test_memory(server, args.memory_requests)
             check(server.stop() == 0, "exit 0")
             test_api_key(args.etmlx, tokenizer)
+            test_slot_memory(args.etmlx, tokenizer)
             test_disconnect(args.etmlx, tokenizer, user_text)
             test_queue_full(args.etmlx, tokenizer, user_text)
             test_shutdown(args.etmlx, tokenizer, user_text)

@@ -92,3 +92,51 @@ pub fn live_shared_constants() -> usize {
         .as_ref()
         .map_or(0, |s| s.values().filter(|w| w.strong_count() > 0).count())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(a: &Array) -> Vec<f32> {
+        a.to_vec::<f32>().expect("read back")
+    }
+
+    #[test]
+    fn the_same_bytes_are_loaded_once_and_freed_with_the_last_lease() {
+        let bytes: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let (mut a, mut b) = (WeightLease::default(), WeightLease::default());
+        let first = shared_constant("w", &bytes, &[2, 2], Dtype::Float32, &mut a).expect("load");
+        let second = shared_constant("w", &bytes, &[2, 2], Dtype::Float32, &mut b).expect("load");
+        assert_eq!(first.id(), second.id(), "one array for both handles");
+        assert!(Arc::ptr_eq(&a.0[0], &b.0[0]));
+        // Another name, shape or dtype over the same bytes is another constant.
+        let renamed = shared_constant("v", &bytes, &[2, 2], Dtype::Float32, &mut b).expect("load");
+        let reshaped = shared_constant("w", &bytes, &[4], Dtype::Float32, &mut b).expect("load");
+        assert_ne!(renamed.id(), first.id());
+        assert_ne!(reshaped.id(), first.id());
+        let weak = Arc::downgrade(&a.0[0]);
+        drop((a, b, first, second, renamed, reshaped));
+        assert!(weak.upgrade().is_none(), "freed with the last lease");
+    }
+
+    #[test]
+    fn new_bytes_at_a_reused_address_are_not_mistaken_for_the_old_ones() {
+        let mut bytes: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut old = WeightLease::default();
+        let before = shared_constant("w", &bytes, &[2], Dtype::Float32, &mut old).expect("load");
+        // Same address, same length, same name: only the content differs (a freed mapping reused by another file).
+        bytes.copy_from_slice(
+            &[5.0f32, 6.0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        let mut new = WeightLease::default();
+        let after = shared_constant("w", &bytes, &[2], Dtype::Float32, &mut new).expect("load");
+        assert_eq!(values(&before), vec![1.0, 2.0]);
+        assert_eq!(values(&after), vec![5.0, 6.0]);
+    }
+}

@@ -170,6 +170,24 @@ impl Metrics {
                 self.slots_total,
             ),
         ];
+        // MLX's allocator counters: weights (once, whatever the slot count) + every slot's cache + temporaries.
+        let memory = [
+            (
+                "etmlx_mlx_active_memory_bytes",
+                "Bytes held by live MLX arrays.",
+                mlx::memory::active_memory(),
+            ),
+            (
+                "etmlx_mlx_peak_memory_bytes",
+                "Highest MLX active memory since start.",
+                mlx::memory::peak_memory(),
+            ),
+        ];
+        let gauges = gauges.into_iter().chain(
+            memory
+                .into_iter()
+                .filter_map(|(name, help, v)| Some((name, help, v.ok()? as u64))),
+        );
         for (name, help, value) in gauges {
             let _ = writeln!(
                 out,
