@@ -348,6 +348,40 @@ def test_queue_full(etmlx, tokenizer, user_text):
     log(f"queue full: {len(busy)} of 8 requests got 429 + Retry-After, the rest were served")
 
 
+def test_timeouts(etmlx, tokenizer, user_text):
+    server = Server(etmlx, tokenizer, "--slots", "1", "--timeout", "1", "--idle-timeout", "1")
+    try:
+        # A body that stops arriving: 408 after the idle timeout.
+        sock = socket.create_connection((server.host, server.port), timeout=30)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 200\r\n\r\n{\"model\": ")
+        started = time.time()
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            part = sock.recv(4096)
+            if not part:
+                break
+            reply += part
+        sock.close()
+        check(reply.startswith(b"HTTP/1.1 408"), f"stalled body: {reply[:80]!r}")
+        check(time.time() - started < 10, "answered after the idle timeout")
+        err = json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]
+        check("idle" in err["message"], err)
+        # Requests queued behind each other on one slot past the 1 s total limit: 504, the others answer.
+        body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": user_text}], "max_tokens": 50,
+                "temperature": 0}
+        with ThreadPoolExecutor(24) as pool:
+            replies = list(pool.map(lambda _: server.raw("POST", "/v1/chat/completions", body), range(24)))
+        statuses = [st for st, _, _ in replies]
+        check(set(statuses) <= {200, 504} and 504 in statuses and 200 in statuses, f"statuses {statuses}")
+        err = json.loads([t for st, t, _ in replies if st == 504][0])["error"]
+        check(err["type"] == "timeout", err)
+        check(chat(server.client(), user_text, 2).choices[0].finish_reason == "length", "serving after timeouts")
+    finally:
+        check(server.stop() == 0, "exit 0")
+    log(f"timeouts: stalled body -> 408; {statuses.count(504)} of 24 queued requests -> 504, the rest answered")
+
+
 def test_raw_sse(server, user_text):
     conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
     conn.request("POST", "/v1/chat/completions", headers={"Content-Type": "application/json"}, body=json.dumps(
@@ -471,6 +505,7 @@ def main():
             test_slot_memory(args.etmlx, tokenizer)
             test_disconnect(args.etmlx, tokenizer, user_text)
             test_queue_full(args.etmlx, tokenizer, user_text)
+            test_timeouts(args.etmlx, tokenizer, user_text)
             test_shutdown(args.etmlx, tokenizer, user_text)
     finally:
         for s in SERVERS:

@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use etmlx_llm::{ChatTemplate, Generator, LlmModel, ModelOptions, Tokenizer};
 use etmlx_runtime::BackendOptions;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::metrics::Metrics;
@@ -211,6 +212,7 @@ fn router(state: Arc<AppState>, config: &ServeConfig) -> Router {
         ))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(RequestBodyTimeoutLayer::new(config.idle_timeout))
+        .layer(CatchPanicLayer::custom(routes::panic_response))
         .with_state(state)
 }
 

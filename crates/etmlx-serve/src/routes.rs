@@ -117,6 +117,17 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Valu
     }))
 }
 
+/// A handler panicked (a bug): the client gets a 500 in OpenAI's shape, the server keeps serving.
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "internal error while handling the request",
+    )
+    .into_response()
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -182,10 +193,25 @@ pub async fn completions(
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "the request body is larger than this server accepts (see --max-body-bytes)".to_string()
+        let text = rejection.body_text();
+        // tower-http's body timeout surfaces as a body read error; say what happened.
+        let timed_out = std::error::Error::source(&rejection)
+            .is_some_and(|e| format!("{e:?}").contains("Timeout"))
+            || text.contains("timed out");
+        let (status, message) = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            (
+                status,
+                "the request body is larger than this server accepts (see --max-body-bytes)"
+                    .to_string(),
+            )
+        } else if timed_out {
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive within the idle timeout (see --idle-timeout)"
+                    .to_string(),
+            )
         } else {
-            format!("cannot read the request body: {}", rejection.body_text())
+            (status, format!("cannot read the request body: {text}"))
         };
         let mut err = ApiError::new(status, "invalid_request_error", message);
         if status == StatusCode::PAYLOAD_TOO_LARGE {
