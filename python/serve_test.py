@@ -4,8 +4,9 @@ and a one-line chat template, so a chat turn with the text "w17 w42 ..." becomes
 
 Expected answers: HF transformers' greedy ids (the fixture's greedy.json) and `etmlx generate`'s output for the
 same messages. Checks: non-streamed and streamed chat and completions, 8 concurrent streaming clients on 2 slots,
-prefix reuse across turns, every bad-input case of the issue (the server keeps serving), a client that
-disconnects mid-stream (its slot is freed), memory over 1,000 requests, and SIGTERM / SIGINT shutdown.
+prefix reuse across turns, every bad-input case of the issue (the server keeps serving), the API key, a full
+queue (429), the idle and total timeouts (408, 504), a client that disconnects mid-stream (its slot is freed),
+1 vs 8 slots' memory (one copy of the weights), memory over 1,000 requests, and SIGTERM / SIGINT shutdown.
 
     python serve_test.py --etmlx target/debug/etmlx      (tools/test-serve.sh sets up the venv and runs this)
 
