@@ -1,7 +1,7 @@
 //! Sessions of one model (`LlmModel::sibling`) share its weights and keep their own KV state: on the official
 //! tiny random Llama export (tests/fixtures/tiny_llama_default, in-graph cache), 8 sessions cost one copy of the
-//! weights plus 8 caches in MLX's active memory, and sessions stepping from different threads each reproduce HF
-//! transformers' greedy ids (greedy.json).
+//! weights plus 8 caches in MLX's active memory; and sessions stepping from different threads each reproduce HF
+//! transformers' greedy ids (greedy.json) with in-graph, custom and off-graph KV caches.
 //!
 //! The two tests measure process-wide MLX memory, so they run one at a time (`SERIAL`).
 
@@ -12,12 +12,22 @@ use etmlx_llm::{GenerateOptions, Generator, LlmModel, ModelOptions, StopIds};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+fn fixture_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_llama_default")
+    fixture_dir("tiny_llama_default")
 }
 
 fn read_json(name: &str) -> serde_json::Value {
-    let path = fixture().join(name);
+    read_fixture_json("tiny_llama_default", name)
+}
+
+fn read_fixture_json(fixture: &str, name: &str) -> serde_json::Value {
+    let path = fixture_dir(fixture).join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json")
 }
 
@@ -70,8 +80,14 @@ fn eight_sessions_cost_one_copy_of_the_weights_plus_eight_caches() {
         one >= cache && one > weights_in_file / 2,
         "one session: {one} B"
     );
-    // Seven more add exactly their caches: no second copy of the weights (which alone would add > half the file).
-    assert_eq!(added, 7 * cache, "seven more sessions");
+    // Seven more add their caches, and no second copy of the weights (which alone would add > half the file).
+    // MLX may hold up to a page of small per-handle state besides (measured: 0 after a fresh start, 4 KiB in
+    // all after other sessions ran in this process).
+    assert!(
+        (7 * cache..=7 * (cache + 4096)).contains(&added),
+        "seven more sessions added {added} B; their caches are {} B",
+        7 * cache
+    );
     drop(siblings);
     drop(first);
     assert_eq!(
@@ -81,17 +97,21 @@ fn eight_sessions_cost_one_copy_of_the_weights_plus_eight_caches() {
     );
 }
 
-#[test]
-fn sessions_step_from_different_threads_and_keep_their_own_state() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let greedy = read_json("greedy.json");
-    let prompt = ids(&read_json("meta.json")["prompt_ids"]);
+/// Four sessions of `fixture`, half of them warmed up on another prompt, each generating the fixture's prompt
+/// three times on its own thread: every session's answer is HF's greedy ids.
+fn sessions_on_threads_match_hf(fixture: &str) {
+    let greedy = read_fixture_json(fixture, "greedy.json");
+    let prompt = ids(&read_fixture_json(fixture, "meta.json")["prompt_ids"]);
     let expected = ids(&greedy["new_token_ids"]);
     let options = GenerateOptions {
         max_new_tokens: expected.len(),
         ..GenerateOptions::default()
     };
-    let model = LlmModel::open(fixture().join("model.pte"), ModelOptions::default()).expect("open");
+    let model = LlmModel::open(
+        fixture_dir(fixture).join("model.pte"),
+        ModelOptions::default(),
+    )
+    .expect("open");
     let mut generators: Vec<Generator> = (0..4)
         .map(|_| {
             let mut g = Generator::new(model.sibling().expect("sibling"), None).expect("gen");
@@ -100,7 +120,7 @@ fn sessions_step_from_different_threads_and_keep_their_own_state() {
         })
         .collect();
     // A different prompt first in half of the sessions: their caches hold other tokens when the real prompt
-    // arrives (position 0 is rewritten), so a session reading another's state would show.
+    // arrives, so a session reading another's state would show.
     for g in generators.iter_mut().step_by(2) {
         g.generate(&[5, 6, 7, 8, 9, 10], &options, |_| {
             std::ops::ControlFlow::Continue(())
@@ -130,6 +150,19 @@ fn sessions_step_from_different_threads_and_keep_their_own_state() {
             .collect()
     });
     for (i, got) in results.iter().enumerate() {
-        assert_eq!(got, &expected, "session {i} vs HF greedy ids");
+        assert_eq!(got, &expected, "{fixture}: session {i} vs HF greedy ids");
+    }
+}
+
+#[test]
+fn sessions_step_from_different_threads_and_keep_their_own_state() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // In-graph cache (HF default mode), custom SDPA + custom KV cache, and off-graph cache (one per session).
+    for fixture in [
+        "tiny_llama_default",
+        "tiny_llama_custom",
+        "tiny_llama_offgraph",
+    ] {
+        sessions_on_threads_match_hf(fixture);
     }
 }
