@@ -451,6 +451,9 @@ def test_memory(server, requests):
 
 
 def test_shutdown(etmlx, tokenizer, user_text):
+    # A signal right after the server says it is ready is handled too (not the default action).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        check(Server(etmlx, tokenizer).stop(sig) == 0, f"{sig.name} right after start: exit 0")
     for sig in (signal.SIGTERM, signal.SIGINT):
         server = Server(etmlx, tokenizer, "--slots", "1")
         client = server.client()

@@ -118,6 +118,7 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<(
                 addr: addr.clone(),
                 source,
             })?;
+        let stop_signal = shutdown_signal()?;
         on_ready(listener.local_addr()?);
         let app = router(state.clone(), &config);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -128,7 +129,7 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<(
                 })
                 .await
         });
-        shutdown_signal().await;
+        stop_signal.await;
         tracing::info!("shutting down");
         // Cancel generations first, so open streams end and graceful shutdown can finish.
         let scheduler_state = state.clone();
@@ -216,23 +217,24 @@ fn router(state: Arc<AppState>, config: &ServeConfig) -> Router {
         .with_state(state)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called (not when first polled), so
+/// a signal that arrives right after the server says it is ready is not lost to the default action.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

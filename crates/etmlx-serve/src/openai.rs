@@ -151,6 +151,41 @@ pub struct SamplingFields {
     pub n: Option<u32>,
     pub presence_penalty: Option<f32>,
     pub frequency_penalty: Option<f32>,
+    /// Features this server does not implement: refused rather than silently ignored.
+    pub logprobs: Option<serde_json::Value>,
+    pub tools: Option<Vec<serde_json::Value>>,
+    pub response_format: Option<ResponseFormat>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResponseFormat {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl SamplingFields {
+    /// Refuses requests for features the server does not have (the answer would silently differ).
+    pub fn check_supported(&self) -> Result<(), ApiError> {
+        let unsupported = |param: &str, what: &str| {
+            Err(ApiError::invalid(format!("{what} is not supported by this server")).param(param))
+        };
+        if self.logprobs.as_ref().is_some_and(|v| {
+            !v.is_null() && v != &serde_json::Value::Bool(false) && v != &serde_json::json!(0)
+        }) {
+            return unsupported("logprobs", "`logprobs`");
+        }
+        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+            return unsupported("tools", "tool calling");
+        }
+        if self
+            .response_format
+            .as_ref()
+            .is_some_and(|f| f.kind != "text")
+        {
+            return unsupported("response_format", "a `response_format` other than text");
+        }
+        Ok(())
+    }
 }
 
 /// One chat message. `content` is a string or a list of `{"type": "text", "text": ...}` parts.

@@ -320,6 +320,7 @@ fn generate_options(
         .param("messages")
         .code("context_length_exceeded"));
     }
+    s.check_supported()?;
     let (limit, param) = match (s.max_completion_tokens, s.max_tokens) {
         (Some(n), _) => (Some(n), "max_completion_tokens"),
         (None, n) => (n, "max_tokens"),
@@ -692,7 +693,8 @@ mod tests {
         let o = generate_options(
             64,
             4,
-            &sampling(json!({"temperature": 0, "stop": ["a", "b"]})),
+            &sampling(json!({"temperature": 0, "stop": ["a", "b"], "logprobs": false, "tools": [],
+                             "response_format": {"type": "text"}})),
         )
         .expect("ok");
         assert!(o.sampler.is_greedy());
@@ -704,6 +706,9 @@ mod tests {
             (json!({"stop": ["a", "b", "c", "d", "e"]}), "stop"),
             (json!({"stop": [""]}), "stop"),
             (json!({"presence_penalty": 3}), "presence_penalty"),
+            (json!({"logprobs": true}), "logprobs"),
+            (json!({"tools": [{"type": "function"}]}), "tools"),
+            (json!({"response_format": {"type": "json_object"}}), "response_format"),
         ] {
             let e = generate_options(64, 4, &sampling(body.clone())).unwrap_err();
             assert_eq!(e.param.as_deref(), Some(param), "{body}");
