@@ -693,8 +693,10 @@ mod tests {
         let o = generate_options(
             64,
             4,
-            &sampling(json!({"temperature": 0, "stop": ["a", "b"], "logprobs": false, "tools": [],
-                             "response_format": {"type": "text"}})),
+            &sampling(
+                json!({"temperature": 0, "stop": ["a", "b"], "logprobs": false, "tools": [],
+                             "response_format": {"type": "text"}}),
+            ),
         )
         .expect("ok");
         assert!(o.sampler.is_greedy());
@@ -708,7 +710,10 @@ mod tests {
             (json!({"presence_penalty": 3}), "presence_penalty"),
             (json!({"logprobs": true}), "logprobs"),
             (json!({"tools": [{"type": "function"}]}), "tools"),
-            (json!({"response_format": {"type": "json_object"}}), "response_format"),
+            (
+                json!({"response_format": {"type": "json_object"}}),
+                "response_format",
+            ),
         ] {
             let e = generate_options(64, 4, &sampling(body.clone())).unwrap_err();
             assert_eq!(e.param.as_deref(), Some(param), "{body}");

@@ -152,10 +152,11 @@ impl Scheduler {
 
     /// Hands `job` to the idle slot with the longest cached prefix of its prompt, or queues it.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        let mut state = self.shared.lock();
+        // Checked under the lock: `shutdown` drains the queue under it, so no job is queued after the drain.
         if self.shared.shutting_down.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
         }
-        let mut state = self.shared.lock();
         match best_idle_slot(&state.idle, &state.cached, &job.prompt) {
             Some(slot) => {
                 state.idle[slot] = false;
