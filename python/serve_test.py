@@ -61,9 +61,9 @@ def write_tokenizer(folder: Path):
 
 
 class Server:
-    def __init__(self, etmlx, tokenizer, *extra):
+    def __init__(self, etmlx, tokenizer, *extra, model=FIXTURE / "model.pte"):
         self.proc = subprocess.Popen(
-            [etmlx, "serve", str(FIXTURE / "model.pte"), "--tokenizer", str(tokenizer), "--port", "0",
+            [etmlx, "serve", str(model), "--tokenizer", str(tokenizer), "--port", "0",
              "--model-name", MODEL_NAME, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         SERVERS.append(self)
@@ -369,10 +369,11 @@ def test_timeouts(etmlx, tokenizer, user_text):
         err = json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]
         check("idle" in err["message"], err)
         # Requests queued behind each other on one slot past the 1 s total limit: 504, the others answer.
-        body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": user_text}], "max_tokens": 50,
+        # 64 requests of 55 tokens take a few seconds on one slot even in a release build.
+        body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": user_text}], "max_tokens": 55,
                 "temperature": 0}
-        with ThreadPoolExecutor(24) as pool:
-            replies = list(pool.map(lambda _: server.raw("POST", "/v1/chat/completions", body), range(24)))
+        with ThreadPoolExecutor(64) as pool:
+            replies = list(pool.map(lambda _: server.raw("POST", "/v1/chat/completions", body), range(64)))
         statuses = [st for st, _, _ in replies]
         check(set(statuses) <= {200, 504} and 504 in statuses and 200 in statuses, f"statuses {statuses}")
         err = json.loads([t for st, t, _ in replies if st == 504][0])["error"]
@@ -380,7 +381,7 @@ def test_timeouts(etmlx, tokenizer, user_text):
         check(chat(server.client(), user_text, 2).choices[0].finish_reason == "length", "serving after timeouts")
     finally:
         check(server.stop() == 0, "exit 0")
-    log(f"timeouts: stalled body -> 408; {statuses.count(504)} of 24 queued requests -> 504, the rest answered")
+    log(f"timeouts: stalled body -> 408; {statuses.count(504)} of 64 queued requests -> 504, the rest answered")
 
 
 def test_raw_sse(server, user_text):
@@ -478,6 +479,62 @@ def test_shutdown(etmlx, tokenizer, user_text):
     log("shutdown: SIGTERM and SIGINT with a stream in flight exit 0 within 5 s")
 
 
+def smollm2_pte():
+    path = os.environ.get("ETMLX_SMOLLM2_PTE")
+    default = Path.home() / ".cache" / "etmlx" / "models" / "smollm2" / "pte" / "smollm2-fp32.pte"
+    return Path(path) if path else default
+
+
+def test_smollm2(etmlx):
+    """A real model (conditional: see crates/etmlx-llm/tests/conditional_tests.txt): every chat case of HF's greedy
+    reference, non-streamed and streamed, on 2 slots; and 1 vs 8 slots' memory."""
+    pte = smollm2_pte()
+    if not pte.exists():
+        log(f"NOTICE: smollm2 checks skipped: needs the SmolLM2-135M-Instruct fp32 export at {pte} "
+            "(tools/demo.sh, or set ETMLX_SMOLLM2_PTE)")
+        return
+    tokenizer = ROOT / "tests" / "fixtures" / "tokenizers" / "smollm2"
+    reference = json.loads((tokenizer / "greedy_reference.json").read_text())
+    server = Server(etmlx, tokenizer, "--slots", "2", model=pte)
+    try:
+        client = server.client()
+        cases = [c for c in reference["cases"] if "messages" in c]
+        for case in cases:
+            expected = case["generated_text"].removesuffix("<|im_end|>")
+            finish = "stop" if case["stop_reason"] == "eos" else "length"
+            r = chat(client, case["messages"], reference["max_new_tokens"])
+            check(r.choices[0].message.content == expected, f"{case['name']}: {r.choices[0].message.content!r}")
+            check(r.choices[0].finish_reason == finish, f"{case['name']}: {r.choices[0].finish_reason}")
+            check(r.usage.prompt_tokens == len(case["prompt_ids"]), f"{case['name']}: prompt tokens")
+            check(r.usage.completion_tokens == len(case["generated_ids"]), f"{case['name']}: completion tokens")
+            if case is cases[0]:  # one streamed case: the stream path is the tiny model's job; this is for time
+                text, streamed_finish, _ = stream_text(client, case["messages"], reference["max_new_tokens"])
+                check(text == expected and streamed_finish == finish, f"{case['name']} streamed: {text!r}")
+    finally:
+        check(server.stop() == 0, "exit 0")
+    active = {}
+    for slots in (1, 8):
+        server = Server(etmlx, tokenizer, "--slots", str(slots), model=pte)
+        try:
+            active[slots] = server.metric("etmlx_mlx_active_memory_bytes")
+        finally:
+            check(server.stop() == 0, "exit 0")
+    added = active[8] - active[1]
+    # A copy of the weights per slot would add 7 × (weights + cache); together the 7 caches are less than one copy.
+    check(added < pte.stat().st_size, f"8 slots added {added} B: the weights are not copied per slot")
+    # With the HF config and the export command beside the .pte (tools/demo.sh's layout), the exact cache size.
+    config, stamp = pte.parent.parent / "hf" / "config.json", Path(str(pte) + ".stamp")
+    if config.exists() and stamp.exists() and "--max-ctx-len" in stamp.read_text():
+        cfg = json.loads(config.read_text())
+        ctx = int(stamp.read_text().split("--max-ctx-len")[1].split()[0])
+        head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+        cache = 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * ctx * head_dim * 4
+        check(added == 7 * cache, f"7 more slots added {added} B; 7 fp32 KV caches are {7 * cache} B")
+    log(f"smollm2: {len(cases)} chat cases = HF greedy text, streamed and not; MLX active memory "
+        f"{active[1] / 2**20:.1f} MiB with 1 slot, {active[8] / 2**20:.1f} MiB with 8 "
+        f"(+{(active[8] - active[1]) / 2**20:.1f} MiB for 7 more KV caches)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--etmlx", required=True)
@@ -511,6 +568,7 @@ def main():
             test_queue_full(args.etmlx, tokenizer, user_text)
             test_timeouts(args.etmlx, tokenizer, user_text)
             test_shutdown(args.etmlx, tokenizer, user_text)
+            test_smollm2(args.etmlx)
     finally:
         for s in SERVERS:
             s.stop(signal.SIGKILL if s.proc.poll() is None else signal.SIGTERM, wait=2)

@@ -11,4 +11,4 @@ if ! "$venv/bin/python" -c "import openai" 2>/dev/null; then
   "$venv/bin/pip" install -q "openai>=1.50,<3"
 fi
 cargo build --locked -q -p etmlx-cli --bin etmlx
-timeout 300 "$venv/bin/python" python/serve_test.py --etmlx target/debug/etmlx --time-limit 240 "$@"
+timeout 480 "$venv/bin/python" python/serve_test.py --etmlx target/debug/etmlx --time-limit 420 "$@"
