@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs MLX's CPU library if needed, runs every Rust test of the workspace, then
-# the official MLX op-suite subset (tests/conformance/subset) through our op_test_runner, failing on any
+# The test command: installs MLX's CPU library if needed, runs every Rust test of the workspace, `etmlx serve`
+# against the official `openai` Python client (tools/test-serve.sh), then the official MLX op-suite subset (tests/conformance/subset) through our op_test_runner, failing on any
 # failure that tests/conformance/known_gaps.txt does not list.
 #   usage: tools/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -11,6 +11,8 @@ if [ -z "${MLX_DIR:-}" ]; then
 fi
 echo "using MLX from $MLX_DIR" >&2
 cargo test --workspace --locked "$@"
+
+tools/test-serve.sh
 
 cargo build --locked -q -p etmlx-cli --bin op_test_runner
 report=target/conformance/report.json

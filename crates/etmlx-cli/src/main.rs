@@ -12,6 +12,7 @@ use etmlx_runtime::{BackendOptions, OptionValue};
 mod bench;
 mod chat;
 mod generate;
+mod serve;
 
 #[derive(Parser)]
 #[command(
@@ -110,6 +111,14 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// OpenAI-compatible HTTP server (chat/completions, completions, models, health, metrics) with N slots
+    /// sharing one copy of the weights.
+    Serve {
+        #[command(flatten)]
+        args: serve::ServeArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -198,6 +207,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Chat { args, engine } => {
             chat::run(&args, engine.ptd.as_deref(), engine.backend_options())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { args, engine } => {
+            serve::run(&args, engine.ptd.clone(), engine.backend_options())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { args, engine } => {

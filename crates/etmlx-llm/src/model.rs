@@ -162,6 +162,23 @@ impl LlmModel {
         })
     }
 
+    /// Another session of this model: a `forward` loaded from a clone of this model's program, with its own KV
+    /// state (fresh zeroed in-graph buffers, or a new off-graph cache) and position, sharing the weights — the
+    /// MLX delegate loads constants once per named data (`etmlx_mlx::weights`). The two models may step from
+    /// different threads.
+    pub fn sibling(&self) -> Result<LlmModel> {
+        let mut program = self.program.clone();
+        let (forward, offgraph_cache) = load_forward(&mut program, &self.meta, &self.options)?;
+        Ok(LlmModel {
+            path: self.path.clone(),
+            program,
+            forward,
+            meta: self.meta.clone(),
+            options: self.options.clone(),
+            offgraph_cache,
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

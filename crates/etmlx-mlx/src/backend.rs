@@ -15,6 +15,7 @@ use crate::error::ExecError;
 use crate::exec::{self, Ctx, Layout, Persistent, Transient};
 use crate::ir::{Graph, SlotKind, Tid};
 use crate::passes::{self, ConstantValues, PassOptions};
+use crate::weights::{self, StateLease, WeightLease};
 use crate::{dtype, payload};
 
 mod device;
@@ -240,6 +241,8 @@ pub struct MlxHandle {
     executes: u64,
     /// Inputs the graph passes assume hold consecutive positions (checked on every execute).
     consecutive_inputs: Vec<Tid>,
+    /// Keeps the constants and load-time state shared with other handles alive (see [`crate::weights`]).
+    _shared: Option<StateLease>,
 }
 
 impl MlxHandle {
@@ -261,13 +264,6 @@ impl MlxHandle {
         // Executes may come from any thread (serialised by the MLX lock); MLX 0.32 streams from
         // `new_stream` belong to their creating thread.
         let stream = Stream::new_any_thread(device)?;
-        let constants = load_constants(&graph, ctx, options.synthetic_weights, stream)?;
-        let passes = passes::run(
-            &mut graph,
-            &options.passes(device),
-            &LoadedConstants(&constants),
-        );
-        let mutable_buffers = zero_mutable_buffers(&graph, stream)?;
         let cache = match &options.cache_key {
             Some(key) => Some(cache::lookup(key).ok_or_else(|| {
                 ExecError::Other(format!(
@@ -276,6 +272,42 @@ impl MlxHandle {
             })?),
             None => None,
         };
+        // A handle of the same payload, named data and options may already have loaded, rewritten and folded
+        // everything: take its state (shared buffers) instead of deriving another copy.
+        let state_options = format!(
+            "{:?} synthetic={} fold={} device={device:?}",
+            options.passes(device),
+            options.synthetic_weights,
+            !options.skip_folding
+        );
+        let key = weights::state_key(ctx.blob, &graph, ctx.named_data, state_options);
+        if let Some((state, lease)) = weights::shared_state(&key) {
+            let mutable_buffers = zero_mutable_buffers(&state.graph, stream)?;
+            return Ok(MlxHandle {
+                layout: Layout::new(&state.graph),
+                transient: Transient::new(&state.graph),
+                graph: state.graph,
+                persistent: Persistent {
+                    constants: state.constants,
+                    mutable_buffers,
+                    folded: state.folded,
+                },
+                stream,
+                options,
+                cache,
+                executes: 0,
+                consecutive_inputs: state.consecutive_inputs,
+                _shared: Some(lease),
+            });
+        }
+        let (constants, mut weights) =
+            load_constants(&graph, ctx, options.synthetic_weights, stream)?;
+        let passes = passes::run(
+            &mut graph,
+            &options.passes(device),
+            &LoadedConstants(&constants),
+        );
+        let mutable_buffers = zero_mutable_buffers(&graph, stream)?;
         let mut handle = MlxHandle {
             layout: Layout::new(&graph),
             transient: Transient::new(&graph),
@@ -290,6 +322,7 @@ impl MlxHandle {
             cache,
             executes: 0,
             consecutive_inputs: passes.consecutive_inputs,
+            _shared: None,
         };
         if let Some(init_chain) = handle.graph.init_chain {
             handle.run(init_chain, true)?;
@@ -302,6 +335,15 @@ impl MlxHandle {
             handle.transient.clear();
             handle.persistent.folded = folded?;
         }
+        // Parts that folding released are freed unless another handle holds them.
+        weights.retain_used(&handle.persistent.constants);
+        let state = weights::LoadedState {
+            graph: handle.graph.clone(),
+            consecutive_inputs: handle.consecutive_inputs.clone(),
+            constants: handle.persistent.constants.clone(),
+            folded: handle.persistent.folded.clone(),
+        };
+        handle._shared = Some(weights::share_state(key, state, weights));
         Ok(handle)
     }
 
@@ -628,14 +670,17 @@ fn input_array(
 
 /// Constant tensors from the named-data map, by the names the payload binds them to. With
 /// `synthetic_weights`, a name missing from the map gets [`synthetic_constant`] values instead.
+/// Constants already loaded by another handle from the same bytes are shared, not copied again
+/// ([`crate::weights`]); the returned lease keeps them alive.
 fn load_constants(
     graph: &Graph,
     ctx: &BackendInitContext<'_>,
     synthetic_weights: bool,
     stream: Stream,
-) -> Result<Vec<Array>, ExecError> {
+) -> Result<(Vec<Array>, WeightLease), ExecError> {
     let names = graph.tensor_names();
     let mut constants = Vec::with_capacity(graph.num_constants as usize);
+    let mut lease = WeightLease::default();
     for t in 0..graph.num_constants {
         let tid = Tid(t);
         let name = names.get(&tid).ok_or_else(|| {
@@ -665,11 +710,13 @@ fn load_constants(
                 numel * dt.size()
             )));
         }
-        constants.push(Array::from_bytes(bytes, &shape, dt)?);
+        constants.push(weights::shared_constant(
+            name, bytes, &shape, dt, &mut lease,
+        )?);
     }
     let refs: Vec<&Array> = constants.iter().collect();
     mlx::eval(&refs)?;
-    Ok(constants)
+    Ok((constants, lease))
 }
 
 /// Half-width of the uniform distribution synthetic float constants are drawn from: small enough that

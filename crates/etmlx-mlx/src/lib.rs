@@ -3,7 +3,8 @@
 //! - [`payload`]: the `MLX0` blob wrapper and its FlatBuffer, checked and converted into the IR.
 //! - [`ir`]: the delegate graph as plain Rust (knows nothing of MLX).
 //! - [`passes`]: IR → IR rewrites that cut the MLX nodes per execute (know nothing of MLX).
-//! - [`exec`]: the executor on MLX; [`backend`]: the runtime `Backend` (init, execute).
+//! - [`exec`]: the executor on MLX; [`backend`]: the runtime `Backend` (init, execute); [`weights`]: constants
+//!   shared by every handle loaded from the same named data.
 
 pub mod backend;
 pub mod cache;
@@ -13,6 +14,7 @@ pub mod exec;
 pub mod ir;
 pub mod passes;
 pub mod payload;
+pub mod weights;
 
 pub use backend::{
     lock_graph, DeviceInput, ExecOptions, GraphLock, MlxBackend, MlxHandle, BACKEND_ID,

@@ -30,7 +30,9 @@ impl NamedDataMap for MergedNamedData {
     }
 }
 
-/// A program ready to load methods from.
+/// A program ready to load methods from. Clones share the mapped file and its named data (so the MLX backend
+/// shares the constants of methods loaded from them); each clone has its own backends and options.
+#[derive(Clone)]
 pub struct Program {
     pte: Arc<Pte>,
     named_data: Arc<MergedNamedData>,
