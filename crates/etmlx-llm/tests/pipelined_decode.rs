@@ -231,7 +231,10 @@ fn row() -> Array {
     Array::from_slice(&logits, &[1, 1, 8]).expect("row")
 }
 
+/// A CPU stream made under the MLX graph lock: MLX's registry of thread-unsafe streams is not safe to grow from two
+/// threads at once (the other tests load models concurrently).
 fn cpu() -> Stream {
+    let _lock = etmlx_mlx::lock_graph();
     Stream::new_any_thread(DeviceType::Cpu).expect("stream")
 }
 
