@@ -124,7 +124,8 @@ fn json_report_shape_and_chunking() {
         );
         assert_eq!(p["argmax_ms"].as_f64(), Some(0.0), "{t}");
     }
-    // A decode step runs every linear layer: 7 per Llama layer (q, k, v, o, gate, up, down) plus the LM head.
+    // A decode step runs every linear layer: 4 products per Llama layer once the graph passes merged q/k/v and
+    // gate/up (q+k+v, o, gate+up, down), plus the LM head.
     let layers = meta["hf_config"]["num_hidden_layers"]
         .as_f64()
         .expect("layers");
@@ -133,7 +134,7 @@ fn json_report_shape_and_chunking() {
         .filter(|c| matches!(c["name"].as_str(), Some("Matmul" | "AddMM")))
         .map(|c| c["per_step"].as_f64().unwrap_or(0.0))
         .sum();
-    assert!(matmuls >= 7.0 * layers + 1.0, "{profile}");
+    assert!(matmuls >= 4.0 * layers + 1.0, "{profile}");
     assert!(r["peak_memory_bytes"].as_u64().expect("peak") > 0);
     assert!(!r["versions"]["mlx"]
         .as_str()

@@ -122,8 +122,59 @@ pub fn run(graph: &mut Graph, constants: &dyn ConstantValues) -> RopeFusion {
         chain[at] = op;
     }
     report.fused = rotations.len();
+    share_first_position(chain, &inputs_of);
     chain.splice(0..0, prologue);
     report
+}
+
+/// The exports read `cache_position[0]` for their cache writes too (`ItemInt`, a host sync each): such a
+/// read becomes a copy of the offset value the prologue reads, and its `Take`s are left dead.
+fn share_first_position(chain: &mut [Op], inputs_of: &HashMap<Tables, (Vid, Tid)>) {
+    let offsets: HashMap<Tid, Vid> = inputs_of
+        .iter()
+        .map(|(tables, (offset, _))| (tables.cache_position, *offset))
+        .collect();
+    let uses = Uses::of(chain);
+    let first_element = |t: Tid| -> Option<Tid> {
+        let def = |t: Tid| uses.def(t).map(|at| &chain[at]);
+        let take_first = |t: Tid| match def(t)? {
+            Op::Take {
+                x,
+                index: IntOrVidOrTid::Lit(0),
+                axis: 0,
+                ..
+            } => Some(*x),
+            _ => None,
+        };
+        // cache_position[0], or cache_position[None][0][0].
+        let taken = take_first(t)?;
+        if offsets.contains_key(&taken) && uses.def(taken).is_none() {
+            return Some(taken);
+        }
+        let row = take_first(taken)?;
+        match def(row)? {
+            Op::ExpandDims { x, axis: 0, .. } if uses.def(*x).is_none() => Some(*x),
+            _ => None,
+        }
+    };
+    let copies: Vec<(usize, Vid, Vid)> = chain
+        .iter()
+        .enumerate()
+        .filter_map(|(at, op)| match *op {
+            Op::ItemInt { x, out } => {
+                let offset = *offsets.get(&first_element(x)?)?;
+                Some((at, offset, out))
+            }
+            _ => None,
+        })
+        .collect();
+    for (at, offset, out) in copies {
+        chain[at] = Op::AddInt {
+            a: IntOrVid::Vid(offset),
+            b: IntOrVid::Lit(0),
+            out,
+        };
+    }
 }
 
 fn match_rotation(
