@@ -12,7 +12,9 @@ impl etmlx_mlx::passes::ConstantValues for UnitScalars {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).ok_or("usage: graph_dump model.pte")?;
+    let path = std::env::args()
+        .nth(1)
+        .ok_or("usage: graph_dump model.pte")?;
     let pte = etmlx_pte::Pte::open(std::path::Path::new(&path))?;
     for plan in &pte.program().plans {
         for (index, delegate) in plan.delegates.iter().enumerate() {
@@ -35,7 +37,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 graph.num_temps,
                 graph.num_values
             );
-            println!("# inputs {:?} outputs {:?}", graph.input_map, graph.output_map);
+            println!(
+                "# inputs {:?} outputs {:?}",
+                graph.input_map, graph.output_map
+            );
             for (tid, name) in graph.tensor_names() {
                 println!("# name t{} = {name} {:?}", tid.0, graph.meta(tid));
             }

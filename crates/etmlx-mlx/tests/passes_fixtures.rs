@@ -16,7 +16,7 @@ use etmlx_runtime::{BackendOptions, HostTensor, OptionValue, ScalarType};
 
 /// The MLX payload of `dir/model.pte`, with the named data its constants come from.
 fn payload(dir: &Path) -> (Graph, etmlx_pte::NamedDataMap) {
-    let pte = etmlx_pte::Pte::open(&dir.join("model.pte")).expect("open");
+    let pte = etmlx_pte::Pte::open(dir.join("model.pte")).expect("open");
     let named = etmlx_pte::NamedDataMap::new(&pte, None).expect("named data");
     let plan = &pte.program().plans[0];
     let delegate = plan
@@ -24,7 +24,8 @@ fn payload(dir: &Path) -> (Graph, etmlx_pte::NamedDataMap) {
         .iter()
         .find(|d| d.id == BACKEND_ID)
         .expect("an MLX delegate");
-    let graph = etmlx_mlx::payload::parse(pte.delegate_blob(delegate).expect("blob")).expect("parse");
+    let graph =
+        etmlx_mlx::payload::parse(pte.delegate_blob(delegate).expect("blob")).expect("parse");
     (graph, named)
 }
 
@@ -97,7 +98,10 @@ fn check_logits(name: &str, options: BackendOptions) {
     let program = open(&dir, options);
     let mut method = program.load_method("forward").expect("load");
     for step in ["prefill", "decode"] {
-        let got = run(&mut method, &read_bin(&dir.join(format!("input_{step}.bin"))));
+        let got = run(
+            &mut method,
+            &read_bin(&dir.join(format!("input_{step}.bin"))),
+        );
         let want = read_bin(&dir.join(format!("expected_{step}_logits.bin")));
         assert_close(
             &format!("{name} {step} with every pass"),
@@ -124,8 +128,15 @@ fn every_mode_loses_the_decomposed_rope_the_separate_projections_and_the_2d_prod
         let count = |op: &str| histogram.get(op).copied().unwrap_or(0);
         assert_eq!(report.ropes, 4, "{name}: q and k of two layers");
         assert_eq!(count("Rope"), 4, "{name}");
-        assert_eq!((count("Neg"), count("Cos"), count("Sin")), (0, 0, 0), "{name}");
-        assert_eq!(report.fused_projections, 10, "{name}: q/k/v + gate/up of two layers");
+        assert_eq!(
+            (count("Neg"), count("Cos"), count("Sin")),
+            (0, 0, 0),
+            "{name}"
+        );
+        assert_eq!(
+            report.fused_projections, 10,
+            "{name}: q/k/v + gate/up of two layers"
+        );
         assert_eq!(count("Split"), 4, "{name}");
         assert_eq!(report.merged_heads, 2, "{name}: one q/k/v split per layer");
         assert!(

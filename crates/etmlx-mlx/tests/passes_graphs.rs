@@ -82,7 +82,11 @@ fn wave(n: usize, phase: f32) -> Vec<f32> {
 
 /// Runs the main chain once with `inputs` (slot, array) and returns every output (slot order), after
 /// folding as a handle does at load.
-fn execute(graph: Graph, constants: Vec<Array>, inputs: &[(u32, Array)]) -> Vec<(Vec<i32>, Vec<f32>)> {
+fn execute(
+    graph: Graph,
+    constants: Vec<Array>,
+    inputs: &[(u32, Array)],
+) -> Vec<(Vec<i32>, Vec<f32>)> {
     let outputs: Vec<u32> = graph.output_map.iter().map(|s| s.idx).collect();
     let mut h = Harness::from_graph(graph, constants);
     h.fold().expect("fold");
@@ -124,28 +128,122 @@ const STEPS: i32 = 3;
 fn hf_rope_graph() -> Graph {
     let lit = IntOrVid::Lit;
     let chain = vec![
-        Op::ExpandDims { x: Tid(3), out: Tid(5), axis: 0 },
-        Op::ExpandDims { x: Tid(0), out: Tid(6), axis: 0 },
-        Op::ExpandDims { x: Tid(6), out: Tid(7), axis: 2 },
-        Op::BroadcastTo { x: Tid(7), out: Tid(6), shape: vec![lit(1), lit(-1), lit(1)] },
-        Op::ExpandDims { x: Tid(5), out: Tid(7), axis: 1 },
-        Op::AsType { x: Tid(7), out: Tid(8), scalar_type: F32 },
-        Op::Addmm { mat1: Tid(6), mat2: Tid(8), out: Tid(7), bias: None, alpha: 1.0, beta: 1.0 },
-        Op::Transpose { x: Tid(7), out: Tid(8), perm: vec![0, 2, 1] },
-        Op::Concatenate { tensors: vec![Tid(8), Tid(8)], out: Tid(7), axis: -1 },
-        Op::Cos { x: Tid(7), out: Tid(6) },
-        Op::Multiply { a: Tid(6), b: Tid(1), out: Tid(6) },
-        Op::Sin { x: Tid(7), out: Tid(8) },
-        Op::Multiply { a: Tid(8), b: Tid(1), out: Tid(8) },
-        Op::ExpandDims { x: Tid(6), out: Tid(9), axis: 1 },
-        Op::ExpandDims { x: Tid(8), out: Tid(10), axis: 1 },
-        Op::Multiply { a: Tid(2), b: Tid(9), out: Tid(6) },
-        Op::Slice { x: Tid(2), out: Tid(7), axis: lit(3), start: lit(0), stop: lit(4), step: 1 },
-        Op::Slice { x: Tid(2), out: Tid(11), axis: lit(3), start: lit(4), stop: lit(i64::MAX), step: 1 },
-        Op::Neg { x: Tid(11), out: Tid(11) },
-        Op::Concatenate { tensors: vec![Tid(11), Tid(7)], out: Tid(12), axis: -1 },
-        Op::Multiply { a: Tid(12), b: Tid(10), out: Tid(12) },
-        Op::Add { a: Tid(6), b: Tid(12), out: Tid(4) },
+        Op::ExpandDims {
+            x: Tid(3),
+            out: Tid(5),
+            axis: 0,
+        },
+        Op::ExpandDims {
+            x: Tid(0),
+            out: Tid(6),
+            axis: 0,
+        },
+        Op::ExpandDims {
+            x: Tid(6),
+            out: Tid(7),
+            axis: 2,
+        },
+        Op::BroadcastTo {
+            x: Tid(7),
+            out: Tid(6),
+            shape: vec![lit(1), lit(-1), lit(1)],
+        },
+        Op::ExpandDims {
+            x: Tid(5),
+            out: Tid(7),
+            axis: 1,
+        },
+        Op::AsType {
+            x: Tid(7),
+            out: Tid(8),
+            scalar_type: F32,
+        },
+        Op::Addmm {
+            mat1: Tid(6),
+            mat2: Tid(8),
+            out: Tid(7),
+            bias: None,
+            alpha: 1.0,
+            beta: 1.0,
+        },
+        Op::Transpose {
+            x: Tid(7),
+            out: Tid(8),
+            perm: vec![0, 2, 1],
+        },
+        Op::Concatenate {
+            tensors: vec![Tid(8), Tid(8)],
+            out: Tid(7),
+            axis: -1,
+        },
+        Op::Cos {
+            x: Tid(7),
+            out: Tid(6),
+        },
+        Op::Multiply {
+            a: Tid(6),
+            b: Tid(1),
+            out: Tid(6),
+        },
+        Op::Sin {
+            x: Tid(7),
+            out: Tid(8),
+        },
+        Op::Multiply {
+            a: Tid(8),
+            b: Tid(1),
+            out: Tid(8),
+        },
+        Op::ExpandDims {
+            x: Tid(6),
+            out: Tid(9),
+            axis: 1,
+        },
+        Op::ExpandDims {
+            x: Tid(8),
+            out: Tid(10),
+            axis: 1,
+        },
+        Op::Multiply {
+            a: Tid(2),
+            b: Tid(9),
+            out: Tid(6),
+        },
+        Op::Slice {
+            x: Tid(2),
+            out: Tid(7),
+            axis: lit(3),
+            start: lit(0),
+            stop: lit(4),
+            step: 1,
+        },
+        Op::Slice {
+            x: Tid(2),
+            out: Tid(11),
+            axis: lit(3),
+            start: lit(4),
+            stop: lit(i64::MAX),
+            step: 1,
+        },
+        Op::Neg {
+            x: Tid(11),
+            out: Tid(11),
+        },
+        Op::Concatenate {
+            tensors: vec![Tid(11), Tid(7)],
+            out: Tid(12),
+            axis: -1,
+        },
+        Op::Multiply {
+            a: Tid(12),
+            b: Tid(10),
+            out: Tid(12),
+        },
+        Op::Add {
+            a: Tid(6),
+            b: Tid(12),
+            out: Tid(4),
+        },
     ];
     let d = 2 * HALF;
     graph(
@@ -170,7 +268,10 @@ fn rope_inputs(first_position: i64) -> Vec<(u32, Array)> {
     let positions: Vec<i64> = (0..STEPS as i64).map(|i| first_position + i).collect();
     vec![
         (2, f32s(&wave(n, 0.3), &[1, HEADS, STEPS, 2 * HALF])),
-        (3, Array::from_slice(&positions, &[STEPS]).expect("positions")),
+        (
+            3,
+            Array::from_slice(&positions, &[STEPS]).expect("positions"),
+        ),
     ]
 }
 
@@ -203,7 +304,11 @@ fn rope_with_an_attention_scaling_other_than_one_is_left_alone() {
     for scalars in [Scalars(vec![(1, 0.5)]), Scalars(vec![])] {
         let (g, report) = rewritten(hf_rope_graph(), only_rope, &scalars);
         assert_eq!(report.ropes, 0);
-        assert_eq!(g, hf_rope_graph(), "no rewrite keeps the exporter's graph as it is");
+        assert_eq!(
+            g,
+            hf_rope_graph(),
+            "no rewrite keeps the exporter's graph as it is"
+        );
     }
 }
 
@@ -234,10 +339,29 @@ fn attention_projections_graph(rows: [i32; 3]) -> Graph {
     for (k, _) in rows.iter().enumerate() {
         let (w, out) = (Tid(k as u32), Tid(4 + k as u32));
         chain.extend([
-            Op::Transpose { x: w, out: Tid(7), perm: vec![1, 0] },
-            Op::Addmm { mat1: Tid(3), mat2: Tid(7), out: Tid(8), bias: None, alpha: 1.0, beta: 1.0 },
-            Op::Reshape { x: Tid(8), out: Tid(7), shape: vec![lit(1), lit(2), lit(-1), lit(4)] },
-            Op::Transpose { x: Tid(7), out, perm: vec![0, 2, 1, 3] },
+            Op::Transpose {
+                x: w,
+                out: Tid(7),
+                perm: vec![1, 0],
+            },
+            Op::Addmm {
+                mat1: Tid(3),
+                mat2: Tid(7),
+                out: Tid(8),
+                bias: None,
+                alpha: 1.0,
+                beta: 1.0,
+            },
+            Op::Reshape {
+                x: Tid(8),
+                out: Tid(7),
+                shape: vec![lit(1), lit(2), lit(-1), lit(4)],
+            },
+            Op::Transpose {
+                x: Tid(7),
+                out,
+                perm: vec![0, 2, 1, 3],
+            },
         ]);
     }
     graph(
@@ -265,13 +389,21 @@ fn q_k_v_projections_become_one_product_viewed_as_heads_once() {
         &Scalars(vec![]),
     );
     assert_eq!(
-        (report.fused_projections, report.merged_heads, report.batched_matmuls),
+        (
+            report.fused_projections,
+            report.merged_heads,
+            report.batched_matmuls
+        ),
         (3, 1, 1)
     );
     assert_eq!(count(&fused, "Addmm"), 1);
     assert_eq!((count(&fused, "Reshape"), count(&fused, "Split")), (1, 1));
     let inputs = [(3, f32s(&wave(16, 1.0), &[1, 2, 8]))];
-    let want = execute(attention_projections_graph(rows), projection_constants(rows), &inputs);
+    let want = execute(
+        attention_projections_graph(rows),
+        projection_constants(rows),
+        &inputs,
+    );
     let got = execute(fused.clone(), projection_constants(rows), &inputs);
     assert_close("fused q/k/v", &got, &want, 1e-5);
 
@@ -285,7 +417,9 @@ fn q_k_v_projections_become_one_product_viewed_as_heads_once() {
     let out = h.array(4);
     let nodes = mlx::graph_primitive_counts(&[&out]).expect("count");
     assert!(
-        nodes.iter().all(|(name, _)| name != "Flatten" && name != "Unflatten"),
+        nodes
+            .iter()
+            .all(|(name, _)| name != "Flatten" && name != "Unflatten"),
         "{nodes:?}"
     );
 }
@@ -299,7 +433,10 @@ fn projections_of_different_inputs_or_dtypes_stay_separate() {
     }
     let (_, report) = rewritten(g, PassOptions::default(), &Scalars(vec![]));
     assert_eq!(report.fused_projections, 2);
-    assert_eq!(report.merged_heads, 0, "the split's parts are not all viewed as heads");
+    assert_eq!(
+        report.merged_heads, 0,
+        "the split's parts are not all viewed as heads"
+    );
 
     let mut g = attention_projections_graph([8, 4, 4]);
     g.tensor_meta[1].as_mut().expect("meta").scalar_type = 15;
@@ -362,9 +499,19 @@ fn quantized_projections_concatenate_packed_words_scales_and_biases() {
         &Scalars(vec![]),
     );
     assert_eq!(report.fused_projections, 2);
-    assert_eq!((count(&fused, "QuantizedMatmul"), count(&fused, "Concatenate")), (1, 3));
+    assert_eq!(
+        (
+            count(&fused, "QuantizedMatmul"),
+            count(&fused, "Concatenate")
+        ),
+        (1, 3)
+    );
     let inputs = [(6, f32s(&wave(128, 2.0), &[1, 2, 64]))];
-    let want = execute(quantized_projections_graph(), quantized_constants(), &inputs);
+    let want = execute(
+        quantized_projections_graph(),
+        quantized_constants(),
+        &inputs,
+    );
     let got = execute(fused, quantized_constants(), &inputs);
     assert_close("fused 4-bit projections", &got, &want, 1e-4);
 }

@@ -44,9 +44,7 @@ enum Weights {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
     /// The weights' ScalarType: parts of different dtypes would be promoted by the concatenation.
-    Dense {
-        dtype: i8,
-    },
+    Dense { dtype: i8 },
     Quantized {
         scales_dtype: Option<i8>,
         group_size: i32,
@@ -169,7 +167,10 @@ pub fn run(graph: &mut Graph) -> usize {
         ops.push(Op::Split {
             x: fused,
             outs: members.iter().map(|m| m.out).collect(),
-            sizes: widths.iter().map(|&w| IntOrVid::Lit(i64::from(w))).collect(),
+            sizes: widths
+                .iter()
+                .map(|&w| IntOrVid::Lit(i64::from(w)))
+                .collect(),
             axis: -1,
         });
         replacements.push((members[0].at, ops));

@@ -134,7 +134,6 @@ impl<'a> Infer<'a> {
         }
     }
 
-
     /// The dtype of what `op` writes, from what is known of its inputs.
     fn op_dtype(&self, op: &Op) -> Option<i8> {
         let dtype = |t: Tid| self.dtype(t);

@@ -358,7 +358,10 @@ fn frequency_table(infer: &Infer<'_>, emb: Tid) -> Option<(Tid, Tid, i64)> {
         }
         column = *x;
     }
-    let Op::ExpandDims { x: row, axis: 2, .. } = infer.def(column)? else {
+    let Op::ExpandDims {
+        x: row, axis: 2, ..
+    } = infer.def(column)?
+    else {
         return None;
     };
     let Op::ExpandDims {

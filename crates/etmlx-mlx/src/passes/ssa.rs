@@ -50,7 +50,9 @@ pub fn rename(graph: &mut Graph) -> Option<Ssa> {
     }
     for (index, other) in graph.chains.iter().enumerate() {
         if index != main {
-            other.iter().for_each(|op| op.for_each_tid(|t| _ = pinned.insert(t)));
+            other
+                .iter()
+                .for_each(|op| op.for_each_tid(|t| _ = pinned.insert(t)));
         }
     }
     // A temp read before any write holds nothing (an error at run time): keep it as it is.
