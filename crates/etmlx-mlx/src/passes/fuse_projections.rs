@@ -28,16 +28,12 @@ struct Member {
     width: i32,
 }
 
-#[derive(Clone)]
-enum Weights {
-    Dense {
-        w: Tid,
-    },
-    Quantized {
-        w: Tid,
-        scales: Tid,
-        biases: Option<Tid>,
-    },
+/// The constants a member multiplies by: a dense weight `[N, K]`, or packed words with their per-group scales
+/// and biases (all with N rows).
+struct Weights {
+    w: Tid,
+    scales: Option<Tid>,
+    biases: Option<Tid>,
 }
 
 /// What members must share to be fused.
@@ -89,16 +85,13 @@ pub fn run(graph: &mut Graph) -> usize {
             });
             out
         };
+        let rows = concat(
+            graph,
+            members.iter().map(|m| m.weights.w).collect(),
+            &mut ops,
+        );
         match &kind {
             Kind::Dense { .. } => {
-                let parts = members
-                    .iter()
-                    .map(|m| match m.weights {
-                        Weights::Dense { w } => w,
-                        Weights::Quantized { w, .. } => w,
-                    })
-                    .collect();
-                let rows = concat(graph, parts, &mut ops);
                 let columns = fresh_temp(graph);
                 ops.push(Op::Transpose {
                     x: rows,
@@ -121,38 +114,15 @@ pub fn run(graph: &mut Graph) -> usize {
                 has_biases,
                 ..
             } => {
-                let field = |pick: fn(&Weights) -> Option<Tid>| -> Vec<Tid> {
-                    members.iter().filter_map(|m| pick(&m.weights)).collect()
-                };
-                let w = concat(
-                    graph,
-                    field(|w| match w {
-                        Weights::Quantized { w, .. } => Some(*w),
-                        Weights::Dense { .. } => None,
-                    }),
-                    &mut ops,
-                );
-                let scales = concat(
-                    graph,
-                    field(|w| match w {
-                        Weights::Quantized { scales, .. } => Some(*scales),
-                        Weights::Dense { .. } => None,
-                    }),
-                    &mut ops,
-                );
+                let scales = members.iter().filter_map(|m| m.weights.scales).collect();
+                let scales = concat(graph, scales, &mut ops);
                 let biases = has_biases.then(|| {
-                    concat(
-                        graph,
-                        field(|w| match w {
-                            Weights::Quantized { biases, .. } => *biases,
-                            Weights::Dense { .. } => None,
-                        }),
-                        &mut ops,
-                    )
+                    let biases = members.iter().filter_map(|m| m.weights.biases).collect();
+                    concat(graph, biases, &mut ops)
                 });
                 ops.push(Op::QuantizedMatmul {
                     x,
-                    w,
+                    w: rows,
                     scales,
                     out: fused,
                     biases,
@@ -219,7 +189,11 @@ fn member(graph: &Graph, infer: &Infer<'_>, at: usize, op: &Op) -> Option<(Tid, 
                 Member {
                     at,
                     out: *out,
-                    weights: Weights::Dense { w: *w },
+                    weights: Weights {
+                        w: *w,
+                        scales: None,
+                        biases: None,
+                    },
                     width: rows,
                 },
             ))
@@ -254,9 +228,9 @@ fn member(graph: &Graph, infer: &Infer<'_>, at: usize, op: &Op) -> Option<(Tid, 
                 Member {
                     at,
                     out: *out,
-                    weights: Weights::Quantized {
+                    weights: Weights {
                         w: *w,
-                        scales: *scales,
+                        scales: Some(*scales),
                         biases: *biases,
                     },
                     width: rows,
