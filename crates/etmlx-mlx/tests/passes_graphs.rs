@@ -425,7 +425,7 @@ fn q_k_v_projections_become_one_product_viewed_as_heads_once() {
 }
 
 #[test]
-fn projections_of_different_inputs_or_dtypes_stay_separate() {
+fn projections_of_different_inputs_dtypes_or_shared_weights_stay_separate() {
     let mut g = attention_projections_graph([8, 4, 4]);
     // The third projection reads the first's output instead of x.
     if let Op::Addmm { mat1, .. } = &mut g.chains[0][9] {
@@ -442,6 +442,15 @@ fn projections_of_different_inputs_or_dtypes_stay_separate() {
     g.tensor_meta[1].as_mut().expect("meta").scalar_type = 15;
     let (_, report) = rewritten(g, PassOptions::default(), &Scalars(vec![]));
     assert_eq!(report.fused_projections, 2, "the bf16 weight stays alone");
+
+    let mut g = attention_projections_graph([8, 4, 4]);
+    // Another op reads the v weight: concatenating it would keep two copies alive.
+    g.chains[0].push(Op::Neg {
+        x: Tid(2),
+        out: Tid(8),
+    });
+    let (_, report) = rewritten(g, PassOptions::default(), &Scalars(vec![]));
+    assert_eq!(report.fused_projections, 2, "the shared weight stays alone");
 }
 
 /// `x` [1, 2, 64] (t6) times two affine 4-bit weights: w (t0, t1), scales (t2, t3), biases (t4, t5).

@@ -2,7 +2,8 @@
 //! concatenated along the output dimension, then one split.
 //!
 //! Matches `Addmm(x, transpose(W_i))` (no bias) and affine `QuantizedMatmul(x, w_i, scales_i, biases_i)`
-//! (transposed, same group size, bits and mode) reading the same value `x`, with every weight a constant.
+//! (transposed, same group size, bits and mode) reading the same value `x`, with every weight a constant
+//! that no other op reads (a shared weight would stay alive next to its concatenated copy).
 //! Writes, at the first member:
 //! - dense: `Wc = cat(W_1..W_n, axis 0)`, `Y = Addmm(x, transpose(Wc))`;
 //! - quantized: `wc, sc, bc = cat(w_i), cat(scales_i), cat(biases_i)` (rows are output features, so the
@@ -180,7 +181,11 @@ fn member(graph: &Graph, infer: &Infer<'_>, at: usize, op: &Op) -> Option<(Tid, 
             let [rows, _] = infer.declared_shape(*w)?[..] else {
                 return None;
             };
-            let ok = perm[..] == [1, 0] && infer.is_file_constant(*w);
+            // Only this product reads the weight: the concatenation then replaces it instead of copying it.
+            let ok = perm[..] == [1, 0]
+                && infer.is_file_constant(*w)
+                && infer.readers(*w).len() == 1
+                && infer.readers(*mat2) == [at];
             ok.then_some((
                 *mat1,
                 Kind::Dense {
@@ -212,9 +217,10 @@ fn member(graph: &Graph, infer: &Infer<'_>, at: usize, op: &Op) -> Option<(Tid, 
             let [rows, _] = infer.declared_shape(*w)?[..] else {
                 return None;
             };
-            let ok = is_constant(*w)
-                && is_constant(*scales)
-                && biases.is_none_or(is_constant)
+            let only_here = |t: Tid| is_constant(t) && infer.readers(t) == [at];
+            let ok = only_here(*w)
+                && only_here(*scales)
+                && biases.is_none_or(only_here)
                 && mode == "affine";
             ok.then_some((
                 *x,
