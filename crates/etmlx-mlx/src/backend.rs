@@ -52,6 +52,8 @@ pub mod option_keys {
     /// Bool: graph pass viewing a fused q/k/v product as heads once and splitting the heads (after
     /// `fuse_projections`). On by default.
     pub const MERGE_HEADS: &str = "merge_heads";
+    /// Bool: graph pass merging chained reshapes, transposes and expand-dims. On by default.
+    pub const SIMPLIFY_VIEWS: &str = "simplify_views";
     /// Bool: graph pass running rank-3 × 2-D products batched, without MLX's flatten/unflatten. On by default.
     pub const BATCHED_MATMUL: &str = "batched_matmul";
     /// Bool: accumulate host-side timings of every execute (see [`super::take_exec_timings`]). Off by default.
@@ -125,6 +127,7 @@ pub struct ExecOptions {
     pub fuse_rope: Option<bool>,
     pub fuse_projections: Option<bool>,
     pub merge_heads: Option<bool>,
+    pub simplify_views: Option<bool>,
     pub batched_matmul: Option<bool>,
 }
 
@@ -135,6 +138,7 @@ impl ExecOptions {
             fuse_rope: self.fuse_rope.unwrap_or(device == DeviceType::Gpu),
             fuse_projections: self.fuse_projections.unwrap_or(true) && !self.skip_folding,
             merge_heads: self.merge_heads.unwrap_or(true),
+            simplify_views: self.simplify_views.unwrap_or(true),
             batched_matmul: self.batched_matmul.unwrap_or(true),
         }
     }
@@ -174,6 +178,7 @@ impl ExecOptions {
                     o.fuse_projections = Some(*b)
                 }
                 (option_keys::MERGE_HEADS, OptionValue::Bool(b)) => o.merge_heads = Some(*b),
+                (option_keys::SIMPLIFY_VIEWS, OptionValue::Bool(b)) => o.simplify_views = Some(*b),
                 (option_keys::BATCHED_MATMUL, OptionValue::Bool(b)) => o.batched_matmul = Some(*b),
                 (key, value) => {
                     return Err(ExecError::Other(format!(

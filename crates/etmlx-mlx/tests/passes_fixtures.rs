@@ -67,6 +67,7 @@ fn all_passes() -> BackendOptions {
         option_keys::FUSE_ROPE,
         option_keys::FUSE_PROJECTIONS,
         option_keys::MERGE_HEADS,
+        option_keys::SIMPLIFY_VIEWS,
         option_keys::BATCHED_MATMUL,
     ] {
         options.set(BACKEND_ID, key, OptionValue::Bool(true));
