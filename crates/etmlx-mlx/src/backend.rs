@@ -14,7 +14,7 @@ use crate::cache::{self, SequenceCache};
 use crate::error::ExecError;
 use crate::exec::{self, Ctx, Layout, Persistent, Transient};
 use crate::ir::{Graph, SlotKind, Tid};
-use crate::passes::{self, ConstantValues, PassOptions};
+use crate::passes::{self, PassOptions};
 use crate::{dtype, payload};
 
 /// The delegate id the official exporter writes.
@@ -249,7 +249,7 @@ impl MlxHandle {
         let passes = passes::run(
             &mut graph,
             &options.passes(device),
-            &LoadedConstants(&constants),
+            &exec::pass_inputs::LoadedConstants(&constants),
         );
         let mutable_buffers = zero_mutable_buffers(&graph, stream)?;
         let cache = match &options.cache_key {
@@ -373,7 +373,7 @@ impl MlxHandle {
             }
         }
         for &tid in &self.consecutive_inputs {
-            check_consecutive(&self.graph, tid, &self.transient, &self.layout)?;
+            exec::pass_inputs::check_consecutive(&self.graph, tid, &self.transient, &self.layout)?;
         }
         self.run(self.graph.main_chain, false)?;
         let mut prepared = Vec::new();
@@ -452,52 +452,6 @@ impl MlxHandle {
         self.transient.clear();
         Ok(prepared)
     }
-}
-
-/// Constant values for the graph passes, read from the loaded arrays.
-struct LoadedConstants<'a>(&'a [Array]);
-
-impl ConstantValues for LoadedConstants<'_> {
-    fn scalar(&self, tid: Tid) -> Option<f64> {
-        let array = self.0.get(tid.0 as usize).filter(|a| a.size() == 1)?;
-        array.item_f64().ok()
-    }
-}
-
-/// Refuses a positions input that is not `p0, p0 + 1, ...`: the fused rope derives every position from
-/// the first (see `passes::rope`).
-fn check_consecutive(
-    graph: &Graph,
-    tid: Tid,
-    transient: &Transient,
-    layout: &Layout,
-) -> Result<(), ExecError> {
-    let exec::state::Location::Transient(i) = layout.locate(tid)? else {
-        return Ok(());
-    };
-    let Some(array) = transient.tensors.get(i).and_then(Option::as_ref) else {
-        return Ok(());
-    };
-    // Inputs are copied from the host, so reading them back runs no graph.
-    let positions: Vec<i64> = match array.dtype() {
-        mlx::Dtype::Int64 => array.to_vec::<i64>()?,
-        mlx::Dtype::Int32 => array.to_vec::<i32>()?.into_iter().map(i64::from).collect(),
-        other => {
-            return Err(ExecError::Other(format!(
-                "positions input {}: expected an integer tensor, got {other:?}",
-                tid.0
-            )))
-        }
-    };
-    if positions.windows(2).any(|pair| pair[1] != pair[0] + 1) {
-        let name = graph.constant_name(tid).unwrap_or("positions");
-        return Err(ExecError::Other(format!(
-            "input '{name}' must hold consecutive positions (the graph was rewritten to use fused RoPE; \
-             load with the MLXBackend option {}=false to pass arbitrary positions), got {positions:?}",
-            option_keys::FUSE_ROPE
-        )));
-    }
-    Ok(())
 }
 
 /// Wraps input argument `i` as an MLX array, checking it against the slot's declared dtype.
