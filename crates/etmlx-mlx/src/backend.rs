@@ -142,9 +142,7 @@ impl ExecOptions {
             batched_matmul: self.batched_matmul.unwrap_or(true),
         }
     }
-}
 
-impl ExecOptions {
     fn from_context(ctx: &BackendInitContext<'_>) -> Result<ExecOptions, ExecError> {
         let mut o = ExecOptions::default();
         for (key, value) in ctx.options {
