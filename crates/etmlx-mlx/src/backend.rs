@@ -14,7 +14,7 @@ use crate::cache::{self, SequenceCache};
 use crate::error::ExecError;
 use crate::exec::{self, Ctx, Layout, Persistent, Transient};
 use crate::ir::{Graph, SlotKind, Tid};
-use crate::passes::{self, ConstantValues, PassOptions};
+use crate::passes::{self, PassOptions};
 use crate::weights::{self, StateLease, WeightLease};
 use crate::{dtype, payload};
 
@@ -56,6 +56,8 @@ pub mod option_keys {
     /// Bool: graph pass viewing a fused q/k/v product as heads once and splitting the heads (after
     /// `fuse_projections`). On by default.
     pub const MERGE_HEADS: &str = "merge_heads";
+    /// Bool: graph pass merging chained reshapes, transposes and expand-dims. On by default.
+    pub const SIMPLIFY_VIEWS: &str = "simplify_views";
     /// Bool: graph pass running rank-3 × 2-D products batched, without MLX's flatten/unflatten. On by default.
     pub const BATCHED_MATMUL: &str = "batched_matmul";
     /// Bool: accumulate host-side timings of every execute (see [`super::take_exec_timings`]). Off by default.
@@ -147,6 +149,7 @@ pub struct ExecOptions {
     pub fuse_rope: Option<bool>,
     pub fuse_projections: Option<bool>,
     pub merge_heads: Option<bool>,
+    pub simplify_views: Option<bool>,
     pub batched_matmul: Option<bool>,
 }
 
@@ -157,12 +160,11 @@ impl ExecOptions {
             fuse_rope: self.fuse_rope.unwrap_or(device == DeviceType::Gpu),
             fuse_projections: self.fuse_projections.unwrap_or(true) && !self.skip_folding,
             merge_heads: self.merge_heads.unwrap_or(true),
+            simplify_views: self.simplify_views.unwrap_or(true),
             batched_matmul: self.batched_matmul.unwrap_or(true),
         }
     }
-}
 
-impl ExecOptions {
     fn from_context(ctx: &BackendInitContext<'_>) -> Result<ExecOptions, ExecError> {
         let mut o = ExecOptions::default();
         for (key, value) in ctx.options {
@@ -196,6 +198,7 @@ impl ExecOptions {
                     o.fuse_projections = Some(*b)
                 }
                 (option_keys::MERGE_HEADS, OptionValue::Bool(b)) => o.merge_heads = Some(*b),
+                (option_keys::SIMPLIFY_VIEWS, OptionValue::Bool(b)) => o.simplify_views = Some(*b),
                 (option_keys::BATCHED_MATMUL, OptionValue::Bool(b)) => o.batched_matmul = Some(*b),
                 (key, value) => {
                     return Err(ExecError::Other(format!(
@@ -305,7 +308,7 @@ impl MlxHandle {
         let passes = passes::run(
             &mut graph,
             &options.passes(device),
-            &LoadedConstants(&constants),
+            &exec::pass_inputs::LoadedConstants(&constants),
         );
         let mutable_buffers = zero_mutable_buffers(&graph, stream)?;
         let mut handle = MlxHandle {
@@ -418,7 +421,7 @@ impl MlxHandle {
             }
         }
         for &tid in &self.consecutive_inputs {
-            check_consecutive(&self.graph, tid, &self.transient, &self.layout)?;
+            exec::pass_inputs::check_consecutive(&self.graph, tid, &self.transient, &self.layout)?;
         }
         self.run(self.graph.main_chain, false)?;
         let mut prepared = Vec::new();
@@ -544,59 +547,6 @@ impl MlxHandle {
             _ => None,
         })
     }
-}
-
-/// Constant values for the graph passes, read from the loaded arrays.
-struct LoadedConstants<'a>(&'a [Array]);
-
-impl ConstantValues for LoadedConstants<'_> {
-    fn scalar(&self, tid: Tid) -> Option<f64> {
-        let array = self.0.get(tid.0 as usize).filter(|a| a.size() == 1)?;
-        array.item_f64().ok()
-    }
-}
-
-/// Refuses a positions input that is not `p0, p0 + 1, ...`: the fused rope derives every position from
-/// the first (see `passes::rope`).
-fn check_consecutive(
-    graph: &Graph,
-    tid: Tid,
-    transient: &Transient,
-    layout: &Layout,
-) -> Result<(), ExecError> {
-    let exec::state::Location::Transient(i) = layout.locate(tid)? else {
-        return Ok(());
-    };
-    let Some(array) = transient.tensors.get(i).and_then(Option::as_ref) else {
-        return Ok(());
-    };
-    // Inputs are copied from the host, so reading them back runs no graph; the host copy is read when there is
-    // one (a cast made on the device would have to wait for the device).
-    let positions: Vec<i64> = match (
-        transient.host_ints.get(i).and_then(Option::as_ref),
-        array.dtype(),
-    ) {
-        (Some(host), _) => host.values.clone(),
-        (None, dtype) => match dtype {
-            mlx::Dtype::Int64 => array.to_vec::<i64>()?,
-            mlx::Dtype::Int32 => array.to_vec::<i32>()?.into_iter().map(i64::from).collect(),
-            other => {
-                return Err(ExecError::Other(format!(
-                    "positions input {}: expected an integer tensor, got {other:?}",
-                    tid.0
-                )))
-            }
-        },
-    };
-    if positions.windows(2).any(|pair| pair[1] != pair[0] + 1) {
-        let name = graph.constant_name(tid).unwrap_or("positions");
-        return Err(ExecError::Other(format!(
-            "input '{name}' must hold consecutive positions (the graph was rewritten to use fused RoPE; \
-             load with the MLXBackend option {}=false to pass arbitrary positions), got {positions:?}",
-            option_keys::FUSE_ROPE
-        )));
-    }
-    Ok(())
 }
 
 /// The values of a small integer input argument, kept on the host beside its MLX copy.

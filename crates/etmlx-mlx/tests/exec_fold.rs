@@ -95,3 +95,49 @@ fn folded_chain_computes_what_the_unfolded_chain_computes_on_every_execute() {
         }
     }
 }
+
+/// The default-mode exports' mask starts from `arange(max_ctx) + constant`: fixed at load, so it folds; an
+/// arange with a run-time bound or arithmetic with a per-execute value does not.
+#[test]
+fn arithmetic_on_values_fixed_at_load_folds() {
+    let chain = vec![
+        Op::ARange {
+            out: Tid(1),
+            start: IntOrVid::Lit(0),
+            stop: IntOrVid::Lit(4),
+            step: IntOrVid::Lit(1),
+            scalar_type: Some(6),
+        },
+        Op::Add {
+            a: Tid(1),
+            b: Tid(0),
+            out: Tid(2),
+        },
+        Op::ARange {
+            out: Tid(3),
+            start: IntOrVid::Lit(0),
+            stop: IntOrVid::Vid(Vid(0)),
+            step: IntOrVid::Lit(1),
+            scalar_type: Some(6),
+        },
+        Op::Multiply {
+            a: Tid(2),
+            b: Tid(4),
+            out: Tid(5),
+        },
+    ];
+    let make = || Harness::with_constants(vec![chain.clone()], vec![f32s(&[10.0], &[])]);
+    let h = make();
+    let plan = foldable_ops(&h.graph, &Layout::new(&h.graph));
+    assert_eq!(plan, vec![true, true, false, false]);
+    let mut folded = make();
+    folded.fold().expect("fold");
+    let mut plain = make();
+    for h in [&mut folded, &mut plain] {
+        h.put_int(0, 2);
+        h.put_array(4, f32s(&[2.0; 4], &[4]));
+        h.run_chain(0).expect("chain runs");
+        assert_eq!(h.read(2), (vec![4], vec![10., 11., 12., 13.]));
+        assert_eq!(h.read(5), (vec![4], vec![20., 22., 24., 26.]));
+    }
+}

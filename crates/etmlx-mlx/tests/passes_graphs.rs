@@ -425,7 +425,7 @@ fn q_k_v_projections_become_one_product_viewed_as_heads_once() {
 }
 
 #[test]
-fn projections_of_different_inputs_or_dtypes_stay_separate() {
+fn projections_of_different_inputs_dtypes_or_shared_weights_stay_separate() {
     let mut g = attention_projections_graph([8, 4, 4]);
     // The third projection reads the first's output instead of x.
     if let Op::Addmm { mat1, .. } = &mut g.chains[0][9] {
@@ -442,6 +442,15 @@ fn projections_of_different_inputs_or_dtypes_stay_separate() {
     g.tensor_meta[1].as_mut().expect("meta").scalar_type = 15;
     let (_, report) = rewritten(g, PassOptions::default(), &Scalars(vec![]));
     assert_eq!(report.fused_projections, 2, "the bf16 weight stays alone");
+
+    let mut g = attention_projections_graph([8, 4, 4]);
+    // Another op reads the v weight: concatenating it would keep two copies alive.
+    g.chains[0].push(Op::Neg {
+        x: Tid(2),
+        out: Tid(8),
+    });
+    let (_, report) = rewritten(g, PassOptions::default(), &Scalars(vec![]));
+    assert_eq!(report.fused_projections, 2, "the shared weight stays alone");
 }
 
 /// `x` [1, 2, 64] (t6) times two affine 4-bit weights: w (t0, t1), scales (t2, t3), biases (t4, t5).
@@ -531,4 +540,87 @@ fn slots_are_packed_back_after_the_rewrites() {
         &Scalars(vec![(1, 1.0)]),
     );
     assert!(rope.num_temps <= 8, "{} temps", rope.num_temps);
+}
+
+// ---- views
+
+/// Input `p` [3] (t0) viewed as [1, 1, 3, 1] in three expand-dims; input `m` [2, 3, 4] (t1) transposed
+/// twice and reshaped twice. Outputs t2 (the view of p), t3 (transposes), t4 (reshapes).
+fn chained_views_graph() -> Graph {
+    let lit = IntOrVid::Lit;
+    let chain = vec![
+        Op::ExpandDims {
+            x: Tid(0),
+            out: Tid(5),
+            axis: 0,
+        },
+        Op::ExpandDims {
+            x: Tid(5),
+            out: Tid(6),
+            axis: 1,
+        },
+        Op::ExpandDims {
+            x: Tid(6),
+            out: Tid(2),
+            axis: -1,
+        },
+        Op::Transpose {
+            x: Tid(1),
+            out: Tid(5),
+            perm: vec![1, 2, 0],
+        },
+        Op::Transpose {
+            x: Tid(5),
+            out: Tid(3),
+            perm: vec![2, 0, 1],
+        },
+        Op::Reshape {
+            x: Tid(1),
+            out: Tid(6),
+            shape: vec![lit(6), lit(4)],
+        },
+        Op::Reshape {
+            x: Tid(6),
+            out: Tid(4),
+            shape: vec![lit(4), lit(-1)],
+        },
+    ];
+    graph(
+        vec![],
+        vec![meta(&[3], F32), meta(&[2, 3, 4], F32)],
+        vec![
+            meta(&[1, 1, 3, 1], F32),
+            meta(&[2, 3, 4], F32),
+            meta(&[4, 6], F32),
+        ],
+        2,
+        chain,
+    )
+}
+
+#[test]
+fn chained_views_merge_into_one_view_each() {
+    let only_views = PassOptions {
+        simplify_views: true,
+        ..PassOptions::all(false)
+    };
+    let (merged, report) = rewritten(chained_views_graph(), only_views, &Scalars(vec![]));
+    assert_eq!(report.simplified_views, 3);
+    assert_eq!(
+        (
+            count(&merged, "ExpandDims"),
+            count(&merged, "Transpose"),
+            count(&merged, "Reshape")
+        ),
+        (0, 1, 2),
+        "{:?}",
+        merged.chains[0]
+    );
+    let inputs = [
+        (0, f32s(&[1., 2., 3.], &[3])),
+        (1, f32s(&wave(24, 0.5), &[2, 3, 4])),
+    ];
+    let want = execute(chained_views_graph(), vec![], &inputs);
+    let got = execute(merged, vec![], &inputs);
+    assert_close("chained views", &got, &want, 0.0);
 }

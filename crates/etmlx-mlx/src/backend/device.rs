@@ -105,7 +105,7 @@ impl MlxHandle {
             }
         }
         for &tid in &self.consecutive_inputs {
-            super::check_consecutive(&self.graph, tid, &self.transient, &self.layout)?;
+            exec::pass_inputs::check_consecutive(&self.graph, tid, &self.transient, &self.layout)?;
         }
         self.run(self.graph.main_chain, false)?;
         let mut outputs = Vec::with_capacity(self.graph.output_map.len());

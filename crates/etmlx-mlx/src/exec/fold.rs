@@ -1,6 +1,6 @@
 //! Load-time folding of main-chain ops whose result is the same on every execute: ops with attributes
-//! fixed in the file (transpose, expand-dims, reshape to a literal shape, concatenate, reciprocal) whose
-//! inputs are constants or folded values.
+//! fixed in the file (transpose, expand-dims, reshape to a literal shape, concatenate, reciprocal,
+//! elementwise arithmetic, a literal arange) whose inputs are constants or folded values.
 //!
 //! HF-style exports apply each Linear as `addmm(bias, x, transpose(W))`, so without folding every decode
 //! step rebuilds and submits one Transpose node per weight matrix (113 of the 907 ops of a Llama-3.2-1B
@@ -27,6 +27,19 @@ fn fixed_op(op: &Op) -> Option<(Vec<Tid>, Tid)> {
             Some((vec![*x], *out))
         }
         Op::Concatenate { tensors, out, .. } => Some((tensors.clone(), *out)),
+        // Elementwise arithmetic on load-time values (the default-mode exports build their mask from
+        // `arange(max_ctx) + constant` on every step).
+        Op::Add { a, b, out }
+        | Op::Subtract { a, b, out }
+        | Op::Multiply { a, b, out }
+        | Op::Divide { a, b, out } => Some((vec![*a, *b], *out)),
+        Op::ARange {
+            out,
+            start: IntOrVid::Lit(_),
+            stop: IntOrVid::Lit(_),
+            step: IntOrVid::Lit(_),
+            ..
+        } => Some((Vec::new(), *out)),
         _ => None,
     }
 }

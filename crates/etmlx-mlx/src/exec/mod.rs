@@ -10,6 +10,7 @@ pub mod fold;
 pub mod index;
 pub mod linalg;
 pub mod nn;
+pub mod pass_inputs;
 pub mod reduce;
 pub mod scalar;
 pub mod shape;

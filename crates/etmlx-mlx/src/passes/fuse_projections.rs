@@ -2,7 +2,8 @@
 //! concatenated along the output dimension, then one split.
 //!
 //! Matches `Addmm(x, transpose(W_i))` (no bias) and affine `QuantizedMatmul(x, w_i, scales_i, biases_i)`
-//! (transposed, same group size, bits and mode) reading the same value `x`, with every weight a constant.
+//! (transposed, same group size, bits and mode) reading the same value `x`, with every weight a constant
+//! that no other op reads (a shared weight would stay alive next to its concatenated copy).
 //! Writes, at the first member:
 //! - dense: `Wc = cat(W_1..W_n, axis 0)`, `Y = Addmm(x, transpose(Wc))`;
 //! - quantized: `wc, sc, bc = cat(w_i), cat(scales_i), cat(biases_i)` (rows are output features, so the
@@ -28,16 +29,12 @@ struct Member {
     width: i32,
 }
 
-#[derive(Clone)]
-enum Weights {
-    Dense {
-        w: Tid,
-    },
-    Quantized {
-        w: Tid,
-        scales: Tid,
-        biases: Option<Tid>,
-    },
+/// The constants a member multiplies by: a dense weight `[N, K]`, or packed words with their per-group scales
+/// and biases (all with N rows).
+struct Weights {
+    w: Tid,
+    scales: Option<Tid>,
+    biases: Option<Tid>,
 }
 
 /// What members must share to be fused.
@@ -89,16 +86,13 @@ pub fn run(graph: &mut Graph) -> usize {
             });
             out
         };
+        let rows = concat(
+            graph,
+            members.iter().map(|m| m.weights.w).collect(),
+            &mut ops,
+        );
         match &kind {
             Kind::Dense { .. } => {
-                let parts = members
-                    .iter()
-                    .map(|m| match m.weights {
-                        Weights::Dense { w } => w,
-                        Weights::Quantized { w, .. } => w,
-                    })
-                    .collect();
-                let rows = concat(graph, parts, &mut ops);
                 let columns = fresh_temp(graph);
                 ops.push(Op::Transpose {
                     x: rows,
@@ -121,38 +115,15 @@ pub fn run(graph: &mut Graph) -> usize {
                 has_biases,
                 ..
             } => {
-                let field = |pick: fn(&Weights) -> Option<Tid>| -> Vec<Tid> {
-                    members.iter().filter_map(|m| pick(&m.weights)).collect()
-                };
-                let w = concat(
-                    graph,
-                    field(|w| match w {
-                        Weights::Quantized { w, .. } => Some(*w),
-                        Weights::Dense { .. } => None,
-                    }),
-                    &mut ops,
-                );
-                let scales = concat(
-                    graph,
-                    field(|w| match w {
-                        Weights::Quantized { scales, .. } => Some(*scales),
-                        Weights::Dense { .. } => None,
-                    }),
-                    &mut ops,
-                );
+                let scales = members.iter().filter_map(|m| m.weights.scales).collect();
+                let scales = concat(graph, scales, &mut ops);
                 let biases = has_biases.then(|| {
-                    concat(
-                        graph,
-                        field(|w| match w {
-                            Weights::Quantized { biases, .. } => *biases,
-                            Weights::Dense { .. } => None,
-                        }),
-                        &mut ops,
-                    )
+                    let biases = members.iter().filter_map(|m| m.weights.biases).collect();
+                    concat(graph, biases, &mut ops)
                 });
                 ops.push(Op::QuantizedMatmul {
                     x,
-                    w,
+                    w: rows,
                     scales,
                     out: fused,
                     biases,
@@ -210,7 +181,11 @@ fn member(graph: &Graph, infer: &Infer<'_>, at: usize, op: &Op) -> Option<(Tid, 
             let [rows, _] = infer.declared_shape(*w)?[..] else {
                 return None;
             };
-            let ok = perm[..] == [1, 0] && infer.is_file_constant(*w);
+            // Only this product reads the weight: the concatenation then replaces it instead of copying it.
+            let ok = perm[..] == [1, 0]
+                && infer.is_file_constant(*w)
+                && infer.readers(*w).len() == 1
+                && infer.readers(*mat2) == [at];
             ok.then_some((
                 *mat1,
                 Kind::Dense {
@@ -219,7 +194,11 @@ fn member(graph: &Graph, infer: &Infer<'_>, at: usize, op: &Op) -> Option<(Tid, 
                 Member {
                     at,
                     out: *out,
-                    weights: Weights::Dense { w: *w },
+                    weights: Weights {
+                        w: *w,
+                        scales: None,
+                        biases: None,
+                    },
                     width: rows,
                 },
             ))
@@ -238,9 +217,10 @@ fn member(graph: &Graph, infer: &Infer<'_>, at: usize, op: &Op) -> Option<(Tid, 
             let [rows, _] = infer.declared_shape(*w)?[..] else {
                 return None;
             };
-            let ok = is_constant(*w)
-                && is_constant(*scales)
-                && biases.is_none_or(is_constant)
+            let only_here = |t: Tid| is_constant(t) && infer.readers(t) == [at];
+            let ok = only_here(*w)
+                && only_here(*scales)
+                && biases.is_none_or(only_here)
                 && mode == "affine";
             ok.then_some((
                 *x,
@@ -254,9 +234,9 @@ fn member(graph: &Graph, infer: &Infer<'_>, at: usize, op: &Op) -> Option<(Tid, 
                 Member {
                     at,
                     out: *out,
-                    weights: Weights::Quantized {
+                    weights: Weights {
                         w: *w,
-                        scales: *scales,
+                        scales: Some(*scales),
                         biases: *biases,
                     },
                     width: rows,

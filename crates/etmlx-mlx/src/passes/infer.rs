@@ -49,6 +49,11 @@ impl<'a> Infer<'a> {
         infer
     }
 
+    /// The main-chain ops that read `tid`.
+    pub fn readers(&self, tid: Tid) -> &'a [usize] {
+        self.uses.readers(tid)
+    }
+
     /// The op that writes `tid` in the main chain.
     pub fn def(&self, tid: Tid) -> Option<&'a Op> {
         self.uses.def(tid).map(|index| &self.chain[index])

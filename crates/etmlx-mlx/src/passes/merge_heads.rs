@@ -134,10 +134,9 @@ fn match_merge(chain: &[Op], uses: &Uses, at: usize, op: &Op) -> Option<Merge> {
     // The views move up to the split: a size they read from a value slot must not change in between.
     let shape = shape?;
     let last = *removed.iter().max()?;
-    let reads_changed_value = chain[at + 1..last].iter().any(|op| {
-        super::ssa::writes_values(op)
-            && op.vids().iter().any(|v| shape.contains(&IntOrVid::Vid(*v)))
-    });
+    let reads_changed_value = chain[at + 1..last]
+        .iter()
+        .any(|op| super::ssa::value_output(op).is_some_and(|v| shape.contains(&IntOrVid::Vid(v))));
     if reads_changed_value {
         return None;
     }

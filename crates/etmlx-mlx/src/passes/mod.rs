@@ -8,7 +8,8 @@
 //! 2. [`fuse_projections`]: q/k/v and gate/up products of one input → one product and a split (weights
 //!    concatenated once at load by `exec::fold`);
 //! 3. [`merge_heads`]: a fused q/k/v product viewed as heads once, then split along the heads;
-//! 4. [`batched_matmul`]: rank-3 × 2-D products without MLX's flatten/unflatten around them;
+//! 4. [`views`]: chained reshapes / transposes / expand-dims merged;
+//! 5. [`batched_matmul`]: rank-3 × 2-D products without MLX's flatten/unflatten around them;
 //!
 //! then dead-op elimination and slot allocation. Each pass is switched by an [`PassOptions`] field (an
 //! MLXBackend option), so its effect can be measured A/B.
@@ -19,6 +20,7 @@ pub mod infer;
 pub mod merge_heads;
 pub mod rope;
 pub mod ssa;
+pub mod views;
 
 use crate::ir::{Graph, Tid};
 
@@ -29,6 +31,7 @@ pub struct PassOptions {
     pub fuse_projections: bool,
     /// Runs only after `fuse_projections` (it rewrites the splits that pass writes).
     pub merge_heads: bool,
+    pub simplify_views: bool,
     pub batched_matmul: bool,
 }
 
@@ -44,12 +47,13 @@ impl PassOptions {
             fuse_rope: on,
             fuse_projections: on,
             merge_heads: on,
+            simplify_views: on,
             batched_matmul: on,
         }
     }
 
     fn any(&self) -> bool {
-        self.fuse_rope || self.fuse_projections || self.batched_matmul
+        self.fuse_rope || self.fuse_projections || self.simplify_views || self.batched_matmul
     }
 }
 
@@ -80,6 +84,8 @@ pub struct PassReport {
     pub fused_projections: usize,
     /// Fused products viewed as heads once.
     pub merged_heads: usize,
+    /// Chained views merged.
+    pub simplified_views: usize,
     /// Products rewritten as batched.
     pub batched_matmuls: usize,
     /// Ops removed as dead after the rewrites.
@@ -116,11 +122,16 @@ pub fn run(graph: &mut Graph, options: &PassOptions, constants: &dyn ConstantVal
             report.merged_heads = merge_heads::run(graph);
         }
     }
+    if options.simplify_views {
+        report.simplified_views = views::run(graph, &ssa);
+    }
     if options.batched_matmul {
         report.batched_matmuls = batched_matmul::run(graph);
     }
     report.dead_ops = ssa::eliminate_dead_ops(graph, &ssa);
-    if report.ropes + report.fused_projections + report.batched_matmuls == 0 {
+    let rewrites =
+        report.ropes + report.fused_projections + report.simplified_views + report.batched_matmuls;
+    if rewrites == 0 {
         // Nothing matched: keep the exporter's slots exactly.
         *graph = original;
         return report;

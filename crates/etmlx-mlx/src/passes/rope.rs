@@ -23,9 +23,12 @@
 use std::collections::HashMap;
 
 use super::infer::{Infer, FLOAT32};
-use super::ssa::{fresh_temp, Uses};
+use super::ssa::{fresh_temp, value_output, Uses};
 use super::ConstantValues;
 use crate::ir::{Graph, IntOrVid, IntOrVidOrTid, Op, Tid, TidClass, Vid, VidOrTid};
+
+/// ExecuTorch ScalarType code of int32 (the offset dtype `fast::rope` wants).
+const INT32: i8 = 3;
 
 /// What the pass did.
 #[derive(Debug, Default)]
@@ -70,17 +73,16 @@ pub fn run(graph: &mut Graph, constants: &dyn ConstantValues) -> RopeFusion {
     if rotations.is_empty() {
         return report;
     }
-    // Per table set: the offset value and the frequencies, computed once at the top of the chain.
+    // Per table set: the offset and the frequencies, computed once at the top of the chain. The offset
+    // stays on the device (an int32 scalar array): reading it on the host would be a sync in the middle of
+    // building the step, which the default-mode exports do not have.
     let mut prologue: Vec<Op> = Vec::new();
-    let mut inputs_of: HashMap<Tables, (Vid, Tid)> = HashMap::new();
+    let mut inputs_of: HashMap<Tables, (Tid, Tid)> = HashMap::new();
     let mut replacements: Vec<(usize, Op)> = Vec::new();
     for rotation in &rotations {
         let tables = rotation.tables;
         let &mut (offset, freqs) = inputs_of.entry(tables).or_insert_with(|| {
-            let first = fresh_temp(graph);
-            let offset = Vid(graph.num_values);
-            graph.num_values += 1;
-            let freqs = fresh_temp(graph);
+            let (first, offset, freqs) = (fresh_temp(graph), fresh_temp(graph), fresh_temp(graph));
             prologue.extend([
                 Op::Take {
                     x: tables.cache_position,
@@ -88,9 +90,10 @@ pub fn run(graph: &mut Graph, constants: &dyn ConstantValues) -> RopeFusion {
                     index: IntOrVidOrTid::Lit(0),
                     axis: 0,
                 },
-                Op::ItemInt {
+                Op::AsType {
                     x: first,
                     out: offset,
+                    scalar_type: INT32,
                 },
                 // fast::rope takes frequencies as 1 / inv_freq; a constant-only op, folded at load.
                 Op::Reciprocal {
@@ -109,7 +112,7 @@ pub fn run(graph: &mut Graph, constants: &dyn ConstantValues) -> RopeFusion {
                 x: rotation.x,
                 out: rotation.out,
                 dims: (2 * tables.half) as i32,
-                offset: VidOrTid::Vid(offset),
+                offset: VidOrTid::Tid(offset),
                 freqs: Some(freqs),
                 traditional: false,
                 base: 0.0,
@@ -122,8 +125,60 @@ pub fn run(graph: &mut Graph, constants: &dyn ConstantValues) -> RopeFusion {
         chain[at] = op;
     }
     report.fused = rotations.len();
+    share_first_position(chain, &report.position_inputs);
     chain.splice(0..0, prologue);
     report
+}
+
+/// The custom-cache exports read `cache_position[0]` on the host more than once per step (`ItemInt`, a sync
+/// each): every read after the first becomes a copy of the first's value while that value slot is unchanged.
+fn share_first_position(chain: &mut [Op], position_inputs: &[Tid]) {
+    let uses = Uses::of(chain);
+    let def = |t: Tid| uses.def(t).map(|at| &chain[at]);
+    let take_first = |t: Tid| match def(t)? {
+        Op::Take {
+            x,
+            index: IntOrVidOrTid::Lit(0),
+            axis: 0,
+            ..
+        } => Some(*x),
+        _ => None,
+    };
+    // cache_position[0], or cache_position[None][0][0].
+    let first_position_of = |t: Tid| -> Option<Tid> {
+        let taken = take_first(t)?;
+        if position_inputs.contains(&taken) {
+            return Some(taken);
+        }
+        match def(take_first(taken)?)? {
+            Op::ExpandDims { x, axis: 0, .. } if position_inputs.contains(x) => Some(*x),
+            _ => None,
+        }
+    };
+    let mut first_read: HashMap<Tid, Vid> = HashMap::new();
+    let mut copies: Vec<(usize, Vid, Vid)> = Vec::new();
+    for (at, op) in chain.iter().enumerate() {
+        if let Op::ItemInt { x, out } = *op {
+            if let Some(input) = first_position_of(x) {
+                match first_read.get(&input) {
+                    Some(&value) => copies.push((at, value, out)),
+                    None => _ = first_read.insert(input, out),
+                }
+                continue;
+            }
+        }
+        // A value slot written again no longer holds the position.
+        if let Some(written) = value_output(op) {
+            first_read.retain(|_, value| *value != written);
+        }
+    }
+    for (at, value, out) in copies {
+        chain[at] = Op::AddInt {
+            a: IntOrVid::Vid(value),
+            b: IntOrVid::Lit(0),
+            out,
+        };
+    }
 }
 
 fn match_rotation(

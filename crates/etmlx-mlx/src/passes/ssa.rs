@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::ir::{Graph, Op, Tid, TidClass};
+use crate::ir::{Graph, Op, Tid, TidClass, Vid};
 
 /// The renaming state of one graph: which temps may be renamed and the next fresh id.
 pub struct Ssa {
@@ -136,18 +136,23 @@ fn has_side_effects(op: &Op) -> bool {
         )
 }
 
+/// The value slot an op writes (host integers), if any.
+pub fn value_output(op: &Op) -> Option<Vid> {
+    match op {
+        Op::ItemInt { out, .. }
+        | Op::SymSize { out, .. }
+        | Op::AddInt { out, .. }
+        | Op::SubtractInt { out, .. }
+        | Op::MultiplyInt { out, .. }
+        | Op::FloorDivideInt { out, .. }
+        | Op::ModInt { out, .. } => Some(*out),
+        _ => None,
+    }
+}
+
 /// Ops that write a value slot (host integers).
 pub fn writes_values(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::ItemInt { .. }
-            | Op::SymSize { .. }
-            | Op::AddInt { .. }
-            | Op::SubtractInt { .. }
-            | Op::MultiplyInt { .. }
-            | Op::FloorDivideInt { .. }
-            | Op::ModInt { .. }
-    )
+    value_output(op).is_some()
 }
 
 /// Removes ops whose every output is a renamed temp nobody reads. Returns how many were removed.
