@@ -121,11 +121,18 @@ fn output_json_has_the_documented_field_names() {
             "ttft_ms",
             "prefill_tok_s",
             "decode_tok_s",
-            "peak_memory_bytes"
+            "peak_memory_bytes",
+            "decode_path"
         ]
     );
     assert_eq!(json["stop_reason"], "eos");
     assert_eq!(json["stats"]["peak_memory_bytes"], serde_json::Value::Null);
+    assert_eq!(json["stats"]["decode_path"], "host");
+    // Records written before the field existed read as the host loop.
+    let mut older = json.clone();
+    older["stats"].as_object_mut().unwrap().remove("decode_path");
+    let older: GenerationOutput = serde_json::from_value(older).unwrap();
+    assert_eq!(older.stats.decode_path, etmlx_llm::DecodePath::Host);
     let back: GenerationOutput = serde_json::from_value(json).unwrap();
     assert_eq!(back, out);
 }
