@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Reference data for etmlx's speech runner, all produced by HF transformers / PyTorch / the official exporter.
+
+  clips OUT_DIR [--long]      speech clips made with espeak-ng (resampled to 16 kHz mono int16 WAV with scipy)
+                              and a synthetic chirp; --long adds the >30 s clips (kept out of the repository)
+  mel CLIP.wav OUT_PREFIX     HF WhisperFeatureExtractor features: OUT_PREFIX.window.npy (padding="max_length",
+                              the first frames of the 3000 and the constant the rest equal) and
+                              OUT_PREFIX.longest.npy (padding="longest", truncation=False)
+  tiny-random OUT_DIR         a tiny random WhisperForConditionalGeneration, exported with the official
+                              export_whisper (fp32), plus PyTorch's encoder output, decoder logits and greedy ids
+  transcribe HF_DIR OUT.json CLIP...   HF greedy transcripts: no timestamps, timestamps (segments), long form
+
+Runs in the exporter environment (python/setup-export-env.sh).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+
+SR = 16000
+
+# Short clips (committed): sentences a TTS voice says clearly.
+SHORT_CLIPS = {
+    "fox": "The quick brown fox jumps over the lazy dog.",
+    "weather": "Tomorrow morning the weather will be cold and windy, with light rain in the north "
+    "and sunny spells in the south.",
+}
+
+# Longer clips (generated into the cache by tools/demo-whisper.sh): 3-30 s and > 30 s.
+LONG_CLIPS = {
+    "library": "The city library opens at nine in the morning and closes at eight in the evening. "
+    "Visitors can borrow up to ten books at a time, and the reading room on the second floor is quiet "
+    "all day. Children's stories are read aloud every Saturday at eleven.",
+    "history": "In the early days of computing, machines filled entire rooms and used thousands of vacuum "
+    "tubes. Programs were entered with switches and punched cards, and a single calculation could take hours. "
+    "Over the following decades, transistors replaced the tubes, integrated circuits replaced the transistors, "
+    "and computers became small enough to sit on a desk. Today a phone in your pocket is millions of times "
+    "faster than those early machines, and it runs on a battery that lasts all day. Engineers still study the "
+    "old designs, because many of the ideas they introduced are used in every processor built since then.",
+}
+
+
+def write_wav(path: Path, samples: np.ndarray):
+    pcm = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes(pcm.tobytes())
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as w:
+        assert w.getsampwidth() == 2 and w.getnchannels() == 1 and w.getframerate() == SR, path
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    return data.astype(np.float32) / 32768.0
+
+
+def espeak(text: str, path: Path):
+    from scipy.signal import resample_poly
+
+    raw = path.with_suffix(".espeak.wav")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
+    with wave.open(str(raw), "rb") as w:
+        rate = w.getframerate()
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64) / 32768.0
+    raw.unlink()
+    # espeak-ng writes 22050 Hz; 16000/22050 = 320/441.
+    resampled = resample_poly(data, SR, rate)
+    peak = np.abs(resampled).max()
+    write_wav(path, resampled * (0.8 / peak))
+
+
+def cmd_clips(args):
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clips = dict(SHORT_CLIPS)
+    if args.long:
+        clips = dict(LONG_CLIPS)
+    for name, text in clips.items():
+        espeak(text, out / f"{name}.wav")
+    if not args.long:
+        # A synthetic clip: a 2 s linear chirp 100 Hz -> 4 kHz plus seeded noise.
+        t = np.arange(2 * SR) / SR
+        chirp = 0.5 * np.sin(2 * np.pi * (100 * t + (3900 / 4) * t**2))
+        noise = np.random.default_rng(7).normal(0, 0.05, t.size)
+        write_wav(out / "chirp.wav", chirp + noise)
+    for p in sorted(out.glob("*.wav")):
+        print(f"{p}: {len(read_wav(p)) / SR:.2f} s")
+
+
+def cmd_mel(args):
+    from transformers import WhisperFeatureExtractor
+
+    fe = WhisperFeatureExtractor(feature_size=args.n_mels)
+    audio = read_wav(Path(args.clip))
+    window = fe(audio, sampling_rate=SR, return_tensors="np").input_features[0]
+    frames = (len(audio) + fe.hop_length - 1) // fe.hop_length + 2
+    tail = window[:, frames:]
+    if not np.all(tail == tail.flat[0]):
+        raise SystemExit("the padded tail of HF's features is not constant")
+    np.save(f"{args.out_prefix}.window.npy", np.ascontiguousarray(window[:, :frames]))
+    longest = fe(audio, sampling_rate=SR, return_tensors="np", padding="longest", truncation=False).input_features[0]
+    np.save(f"{args.out_prefix}.longest.npy", np.ascontiguousarray(longest))
+    meta = {"tail_value": float(tail.flat[0]), "window_frames": int(window.shape[1]), "stored_frames": frames,
+            "n_mels": args.n_mels, "samples": len(audio), "feature_extractor": "torch" if _has_torch() else "numpy"}
+    Path(f"{args.out_prefix}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(meta)
+
+
+def _has_torch():
+    try:
+        import torch  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+
+
+def cmd_tiny_random(args):
+    import torch
+    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
+                              WhisperForConditionalGeneration)
+
+    out = Path(args.out_dir)
+    hf_dir = out / "hf"
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        vocab_size=320, num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_source_positions=1500, max_target_positions=64, decoder_start_token_id=300,
+        bos_token_id=300, eos_token_id=299, pad_token_id=299, tie_word_embeddings=True,
+    )
+    model = WhisperForConditionalGeneration(config).eval()
+    # Larger-than-default weights so logits are far from uniform and greedy choices are not near ties.
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.2)
+    model.generation_config = GenerationConfig(decoder_start_token_id=300, eos_token_id=299, pad_token_id=299)
+    model.save_pretrained(hf_dir)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(hf_dir)
+    # The exporter loads a processor: give it the feature extractor plus a minimal tokenizer-free processor.
+    _save_processor_for_export(hf_dir)
+    pte_dir = out / "pte"
+    subprocess.run([sys.executable, "-m", "executorch.backends.mlx.examples.whisper.export_whisper",
+                    "--model-id", str(hf_dir), "--output-dir", str(pte_dir), "--dtype", "fp32",
+                    "--max-decoder-seq-len", "32"], check=True)
+
+    fe = WhisperFeatureExtractor(feature_size=80)
+    audio = read_wav(Path(args.clip))
+    features = torch.from_numpy(fe(audio, sampling_rate=SR, return_tensors="np").input_features)
+    with torch.no_grad():
+        enc = model.model.encoder(input_features=features).last_hidden_state
+        prefix = [300, 7, 42]
+        ids = list(prefix)
+        for _ in range(12):
+            logits = model(encoder_outputs=(enc,), decoder_input_ids=torch.tensor([ids])).logits
+            ids.append(int(logits[0, -1].argmax()))
+        full_logits = model(encoder_outputs=(enc,), decoder_input_ids=torch.tensor([ids])).logits[0]
+    np.save(out / "encoder_out.npy", enc[0, :64].numpy().astype(np.float32))
+    np.save(out / "decoder_logits.npy", full_logits.numpy().astype(np.float32))
+    ref = {"clip": Path(args.clip).name, "prefix": prefix, "greedy_ids": ids, "encoder_rows_stored": 64,
+           "encoder_shape": list(enc.shape)}
+    (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
+    for p in pte_dir.glob("processor"):
+        subprocess.run(["rm", "-rf", str(p)], check=True)
+    import shutil
+    shutil.rmtree(hf_dir)
+    print(ref)
+
+
+def _save_processor_for_export(hf_dir: Path):
+    """export_whisper calls AutoProcessor.from_pretrained: a Whisper processor needs a tokenizer, so write a tiny
+    byte-level BPE one (never used by the test: it only checks ids)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    from transformers import PreTrainedTokenizerFast, WhisperFeatureExtractor, WhisperProcessor
+
+    vocab = {chr(i): i for i in range(ord("a"), ord("z") + 1)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.BPEDecoder()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="a")
+    WhisperProcessor(WhisperFeatureExtractor(feature_size=80), fast).save_pretrained(hf_dir)
+
+
+def cmd_transcribe(args):
+    import torch
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    processor = WhisperProcessor.from_pretrained(args.hf_dir)
+    model = WhisperForConditionalGeneration.from_pretrained(args.hf_dir, torch_dtype=torch.float32).eval()
+    tok = processor.tokenizer
+    results = {}
+    for clip in args.clips:
+        audio = read_wav(Path(clip))
+        seconds = len(audio) / SR
+        entry = {"seconds": seconds}
+        with torch.no_grad():
+            if seconds <= 30.0:
+                feats = processor.feature_extractor(audio, sampling_rate=SR, return_tensors="pt").input_features
+                ids = model.generate(feats)[0].tolist()
+                entry["ids"] = ids
+                entry["text"] = tok.decode(ids, skip_special_tokens=True)
+                out = model.generate(feats, return_timestamps=True, return_segments=True)
+            else:
+                inputs = processor.feature_extractor(audio, sampling_rate=SR, return_tensors="pt", truncation=False,
+                                                     padding="longest", return_attention_mask=True)
+                out = model.generate(inputs.input_features, attention_mask=inputs.attention_mask,
+                                     return_timestamps=True, return_segments=True)
+            seq = out["sequences"][0].tolist()
+            entry["timestamp_ids"] = seq
+            entry["timestamp_text"] = tok.decode(seq, skip_special_tokens=True)
+            entry["segments"] = [
+                {"start": round(float(s["start"]), 2), "end": round(float(s["end"]), 2),
+                 "ids": s["tokens"].tolist(),
+                 "text": tok.decode([i for i in s["tokens"].tolist() if i < model.generation_config.no_timestamps_token_id], skip_special_tokens=True)}
+                for s in out["segments"][0]
+            ]
+        results[Path(clip).name] = entry
+        print(f"{Path(clip).name} ({seconds:.1f} s): {entry.get('text', entry['timestamp_text'])!r}")
+    Path(args.out).write_text(json.dumps({"model": str(args.hf_dir), "clips": results}, indent=1) + "\n")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("clips")
+    c.add_argument("out_dir")
+    c.add_argument("--long", action="store_true")
+    c.set_defaults(fn=cmd_clips)
+    m = sub.add_parser("mel")
+    m.add_argument("clip")
+    m.add_argument("out_prefix")
+    m.add_argument("--n-mels", type=int, default=80)
+    m.set_defaults(fn=cmd_mel)
+    t = sub.add_parser("tiny-random")
+    t.add_argument("out_dir")
+    t.add_argument("--clip", required=True)
+    t.set_defaults(fn=cmd_tiny_random)
+    r = sub.add_parser("transcribe")
+    r.add_argument("hf_dir")
+    r.add_argument("out")
+    r.add_argument("clips", nargs="+")
+    r.set_defaults(fn=cmd_transcribe)
+    args = p.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
