@@ -162,10 +162,13 @@ def cmd_tiny_random(args):
         for _ in range(12):
             logits = model(encoder_outputs=(enc,), decoder_input_ids=torch.tensor([ids])).logits
             ids.append(int(logits[0, -1].argmax()))
-        full_logits = model(encoder_outputs=(enc,), decoder_input_ids=torch.tensor([ids])).logits[0]
+        # Teacher-forced logits of a fixed id sequence (greedy output of a random model repeats one token).
+        forced = prefix + torch.randint(0, config.vocab_size - 30, (13,), generator=torch.Generator().manual_seed(1)).tolist()
+        full_logits = model(encoder_outputs=(enc,), decoder_input_ids=torch.tensor([forced])).logits[0]
     np.save(out / "encoder_out.npy", enc[0, :64].numpy().astype(np.float32))
     np.save(out / "decoder_logits.npy", full_logits.numpy().astype(np.float32))
-    ref = {"clip": Path(args.clip).name, "prefix": prefix, "greedy_ids": ids, "encoder_rows_stored": 64,
+    ref = {"clip": Path(args.clip).name, "prefix": prefix, "greedy_ids": ids, "forced_ids": forced,
+           "encoder_rows_stored": 64,
            "encoder_shape": list(enc.shape)}
     (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
     for p in pte_dir.glob("processor"):

@@ -12,6 +12,7 @@ use etmlx_runtime::{BackendOptions, OptionValue};
 mod bench;
 mod chat;
 mod generate;
+mod transcribe;
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +101,14 @@ enum Command {
     Chat {
         #[command(flatten)]
         args: chat::ChatArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Transcribe speech with a Whisper export (encoder.pte, cross_kv.pte, decoder.pte): text streams to
+    /// stdout, stats go to stderr.
+    Transcribe {
+        #[command(flatten)]
+        args: transcribe::TranscribeArgs,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -198,6 +207,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Chat { args, engine } => {
             chat::run(&args, engine.ptd.as_deref(), engine.backend_options())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Transcribe { args, engine } => {
+            transcribe::run(&args, engine.backend_options())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { args, engine } => {
