@@ -90,8 +90,21 @@ def cmd_clips(args):
         chirp = 0.5 * np.sin(2 * np.pi * (100 * t + (3900 / 4) * t**2))
         noise = np.random.default_rng(7).normal(0, 0.05, t.size)
         write_wav(out / "chirp.wav", chirp + noise)
+    if not args.long:
+        # The same speech in other containers and codecs (soundfile / libsndfile), and as 44.1 kHz stereo WAV,
+        # for the decoder, mixing and resampling tests.
+        import soundfile
+        from scipy.signal import resample_poly
+
+        fox = read_wav(out / "fox.wav")
+        soundfile.write(out / "fox.flac", fox, SR, subtype="PCM_16")
+        soundfile.write(out / "fox.ogg", fox, SR, format="OGG", subtype="VORBIS")
+        soundfile.write(out / "fox.mp3", fox, SR, format="MP3", subtype="MPEG_LAYER_III")
+        up = resample_poly(fox[: 3 * SR // 2].astype(np.float64), 441, 160)  # 1.5 s keeps the file small
+        soundfile.write(out / "fox_44k_stereo.wav", np.stack([up, up], axis=1), 44100, subtype="PCM_16")
     for p in sorted(out.glob("*.wav")):
-        print(f"{p}: {len(read_wav(p)) / SR:.2f} s")
+        if "stereo" not in p.name:
+            print(f"{p}: {len(read_wav(p)) / SR:.2f} s")
 
 
 def cmd_mel(args):

@@ -62,6 +62,59 @@ pub fn decode_file(path: &Path) -> Result<(Audio, DecodeReport)> {
     if len == 0 {
         return Err(SpeechError::audio(path, "the file is empty"));
     }
+    check_wav_header(path)?;
+    // symphonia asserts on some malformed headers instead of returning an error; a panic there is bad input,
+    // not a bug of ours, so it becomes an error naming the file.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_stream(path, file)))
+        .unwrap_or_else(|panic| {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "malformed data".into());
+            Err(SpeechError::audio(
+                path,
+                format!("the decoder rejected the file: {detail}"),
+            ))
+        })
+}
+
+/// WAV headers whose sample rate is 0 make symphonia assert; refuse them before it reads them.
+fn check_wav_header(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    File::open(path)
+        .and_then(|f| f.take(4096).read_to_end(&mut head))
+        .map_err(|e| SpeechError::io(path, e))?;
+    if head.len() < 12 || &head[..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+        return Ok(());
+    }
+    let mut pos = 12;
+    while pos + 8 <= head.len() {
+        let id = &head[pos..pos + 4];
+        let size = u32::from_le_bytes([head[pos + 4], head[pos + 5], head[pos + 6], head[pos + 7]])
+            as usize;
+        if id == b"fmt " && pos + 16 <= head.len() {
+            let rate = u32::from_le_bytes([
+                head[pos + 12],
+                head[pos + 13],
+                head[pos + 14],
+                head[pos + 15],
+            ]);
+            if rate == 0 {
+                return Err(SpeechError::audio(
+                    path,
+                    "the header declares a sample rate of 0 Hz",
+                ));
+            }
+            return Ok(());
+        }
+        pos = pos.saturating_add(8).saturating_add(size + (size & 1));
+    }
+    Ok(())
+}
+
+fn decode_stream(path: &Path, file: File) -> Result<(Audio, DecodeReport)> {
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
