@@ -62,15 +62,11 @@ pub fn run(args: &TranscribeArgs, backend: BackendOptions) -> Result<()> {
             bail!("audio file not found: {}", path.display());
         }
     }
-    let mut transcriber = Transcriber::open_with(&args.model_dir, &backend).with_context(|| {
-        format!(
-            "cannot load the Whisper model in {}",
-            args.model_dir.display()
-        )
-    })?;
-    for w in transcriber.warnings() {
-        eprintln!("etmlx: warning: {w}");
+    if !args.model_dir.is_dir() {
+        bail!("model directory not found: {}", args.model_dir.display());
     }
+    // The model loads after the first file decodes: bad audio fails before seconds of loading.
+    let mut transcriber: Option<Transcriber> = None;
     let stream = match (args.json, args.output.is_some(), format) {
         (true, _, _) => Stream::Quiet,
         (false, true, _) | (false, false, Format::Txt) => Stream::Text {
@@ -86,7 +82,30 @@ pub fn run(args: &TranscribeArgs, backend: BackendOptions) -> Result<()> {
     };
     let mut results = Vec::new();
     for path in &args.audio {
-        let transcript = transcribe_one(&mut transcriber, path, &options, stream)
+        let (audio, report) = etmlx_speech::audio::load_for_whisper(path)?;
+        if report.bad_packets > 0 {
+            eprintln!(
+                "etmlx: warning: {}: {} packets did not decode and were skipped",
+                path.display(),
+                report.bad_packets
+            );
+        }
+        let transcriber = match &mut transcriber {
+            Some(t) => t,
+            None => {
+                let t = Transcriber::open_with(&args.model_dir, &backend).with_context(|| {
+                    format!(
+                        "cannot load the Whisper model in {}",
+                        args.model_dir.display()
+                    )
+                })?;
+                for w in t.warnings() {
+                    eprintln!("etmlx: warning: {w}");
+                }
+                transcriber.insert(t)
+            }
+        };
+        let transcript = transcribe_one(transcriber, &audio.samples, &options, stream)
             .with_context(|| format!("transcribing {}", path.display()))?;
         eprintln!("[{}] {}", path.display(), summary(&transcript));
         if let Some(out) = &args.output {
@@ -144,19 +163,11 @@ pub fn run(args: &TranscribeArgs, backend: BackendOptions) -> Result<()> {
 
 fn transcribe_one(
     transcriber: &mut Transcriber,
-    path: &Path,
+    samples: &[f32],
     options: &DecodeOptions,
     stream: Stream,
 ) -> Result<Transcript> {
-    let (audio, report) = etmlx_speech::audio::load_for_whisper(path)?;
-    if report.bad_packets > 0 {
-        eprintln!(
-            "etmlx: warning: {}: {} packets did not decode and were skipped",
-            path.display(),
-            report.bad_packets
-        );
-    }
-    let seconds = audio.duration_seconds();
+    let seconds = samples.len() as f64 / f64::from(etmlx_speech::audio::WHISPER_SAMPLE_RATE);
     let progress = (seconds > 30.0 && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new((seconds * 10.0).round() as u64);
         bar.set_style(
@@ -205,7 +216,7 @@ fn transcribe_one(
             }
         }
     };
-    let transcript = transcriber.transcribe_with(&audio.samples, options, &mut on_event)?;
+    let transcript = transcriber.transcribe_with(samples, options, &mut on_event)?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
