@@ -9,6 +9,8 @@
   tiny-random OUT_DIR         a tiny random WhisperForConditionalGeneration, exported with the official
                               export_whisper (fp32), plus PyTorch's encoder output, decoder logits and greedy ids
   transcribe HF_DIR OUT.json CLIP...   HF greedy transcripts: no timestamps, timestamps (segments), long form
+  rules OUT_DIR               HF's Whisper logits processors on random logits (suppression, timestamp rules)
+  bench HF_DIR EXPORT_DIR CLIP...      real-time factor and decoder tok/s, HF transformers vs etmlx transcribe
 
 Runs in the exporter environment (python/setup-export-env.sh).
 """
@@ -243,6 +245,106 @@ def cmd_transcribe(args):
     Path(args.out).write_text(json.dumps({"model": str(args.hf_dir), "clips": results}, indent=1) + "\n")
 
 
+def cmd_rules(args):
+    """HF's Whisper logits processors (SuppressTokensAtBegin, SuppressTokens, WhisperTimeStamp, in generate()'s
+    order) applied to random logits after assorted token histories, for a small synthetic vocabulary."""
+    import torch
+    from transformers import GenerationConfig
+    from transformers.generation.logits_process import (SuppressTokensAtBeginLogitsProcessor,
+                                                        SuppressTokensLogitsProcessor,
+                                                        WhisperTimeStampLogitsProcessor)
+
+    vocab, eos, sot, no_ts = 120, 50, 51, 60
+    ts = no_ts + 1
+    gen = GenerationConfig(eos_token_id=eos, decoder_start_token_id=sot, no_timestamps_token_id=no_ts,
+                           suppress_tokens=[1, 2, 55], begin_suppress_tokens=[3, eos], max_initial_timestamp_index=5)
+    histories = [
+        ([sot], True), ([sot], False), ([sot, no_ts], False), ([sot, no_ts, 7], False),
+        ([sot, ts], True), ([sot, ts, 7], True), ([sot, ts, 7, ts + 9], True), ([sot, ts, 7, ts + 9, ts + 9], True),
+        ([sot, ts + 2, 7, 8, ts + 20, ts + 20, 9], True), ([sot, ts + 2, 7, 8, ts + 20, ts + 20, 9, ts + 30], True),
+        ([sot, ts, 4, ts + 3, ts + 3, 5, 6, 7], True),
+    ]
+    g = torch.Generator().manual_seed(3)
+    cases, inputs, outputs = [], [], []
+    for tokens, timestamps in histories:
+        for scale in (1.0, 4.0):
+            logits = torch.randn(1, vocab, generator=g) * scale
+            if scale > 1.0:
+                logits[0, ts:] += 2.0  # timestamps' total mass beats every text token
+            else:
+                logits[0, 7] += 8.0  # one text token beats the timestamps' total mass
+            begin = 1 if timestamps else 2
+            if not timestamps and tokens == [sot]:
+                begin = 1
+            procs = [SuppressTokensAtBeginLogitsProcessor(gen.begin_suppress_tokens, begin_index=begin, device="cpu"),
+                     SuppressTokensLogitsProcessor(gen.suppress_tokens, device="cpu")]
+            if timestamps:
+                procs.append(WhisperTimeStampLogitsProcessor(gen, begin_index=begin))
+            ids = torch.tensor([tokens])
+            out = logits.clone()
+            for proc in procs:
+                out = proc(ids, out)
+            cases.append({"tokens": tokens, "begin_index": begin, "timestamps": timestamps})
+            inputs.append(logits[0].numpy())
+            outputs.append(out[0].numpy())
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.save(out_dir / "logits_in.npy", np.stack(inputs).astype(np.float32))
+    np.save(out_dir / "logits_out.npy", np.stack(outputs).astype(np.float32))
+    config = {"vocab": vocab, "generation_config": gen.to_diff_dict(), "cases": cases}
+    (out_dir / "cases.json").write_text(json.dumps(config, indent=1) + "\n")
+    print(f"{len(cases)} cases")
+
+
+def cmd_bench(args):
+    """Real-time factor and decoder tok/s of HF transformers (eager, fp32, CPU) and `etmlx transcribe` on the same
+    clips; prints a Markdown table. HF's decoder time is its generate() time minus one encoder forward."""
+    import os
+    import time
+
+    import torch
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    processor = WhisperProcessor.from_pretrained(args.hf_dir)
+    model = WhisperForConditionalGeneration.from_pretrained(args.hf_dir, torch_dtype=torch.float32).eval()
+    rows = []
+    for clip in args.clips:
+        audio = read_wav(Path(clip))
+        seconds = len(audio) / SR
+        with torch.no_grad():
+            if seconds <= 30.0:
+                feats = processor.feature_extractor(audio, sampling_rate=SR, return_tensors="pt").input_features
+                kwargs = {}
+            else:
+                inputs = processor.feature_extractor(audio, sampling_rate=SR, return_tensors="pt", truncation=False,
+                                                     padding="longest", return_attention_mask=True)
+                feats, kwargs = inputs.input_features, {"attention_mask": inputs.attention_mask, "return_timestamps": True}
+            model.generate(feats[..., :3000] if seconds > 30 else feats)  # warm-up
+            t0 = time.perf_counter()
+            model.model.encoder(feats[..., :3000])
+            enc = time.perf_counter() - t0
+            best = None
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                ids = model.generate(feats, **kwargs)
+                total = time.perf_counter() - t0
+                best = total if best is None else min(best, total)
+            windows = max(1, -(-feats.shape[-1] // 3000))
+            tokens = ids.shape[-1]
+        hf_dec = max(best - enc * windows, 1e-9)
+        cmd = [args.etmlx, "transcribe", args.model_dir, clip, "--json", "--device", "cpu"]
+        runs = [json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+                for _ in range(args.repeat)]
+        st = min(runs, key=lambda r: r["stats"]["total_ms"])["stats"]
+        rows.append((Path(clip).name, seconds, best / seconds, enc * 1000, tokens / hf_dec,
+                     st["real_time_factor"], st["encoder_ms"] / max(st["windows"], 1), st["decoder_tokens_per_second"]))
+    print("| clip | audio s | HF RTF | HF encoder ms | HF decoder tok/s | etmlx RTF | etmlx encoder ms/window | etmlx decoder tok/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]:.1f} | {r[2]:.3f} | {r[3]:.0f} | {r[4]:.1f} | {r[5]:.3f} | {r[6]:.0f} | {r[7]:.1f} |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -264,6 +366,16 @@ def main():
     r.add_argument("out")
     r.add_argument("clips", nargs="+")
     r.set_defaults(fn=cmd_transcribe)
+    ru = sub.add_parser("rules")
+    ru.add_argument("out_dir")
+    ru.set_defaults(fn=cmd_rules)
+    b = sub.add_parser("bench")
+    b.add_argument("hf_dir")
+    b.add_argument("model_dir", help="the etmlx export directory")
+    b.add_argument("clips", nargs="+")
+    b.add_argument("--etmlx", default="target/release/etmlx")
+    b.add_argument("--repeat", type=int, default=2)
+    b.set_defaults(fn=cmd_bench)
     args = p.parse_args()
     args.fn(args)
 
