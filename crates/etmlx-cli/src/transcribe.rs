@@ -200,13 +200,17 @@ fn transcribe_one(
                 Stream::Quiet => String::new(),
             };
             if !text.is_empty() && write_error.is_none() {
-                let written = stdout
-                    .write_all(text.as_bytes())
-                    .and_then(|()| stdout.flush());
+                let mut emit = || {
+                    stdout
+                        .write_all(text.as_bytes())
+                        .and_then(|()| stdout.flush())
+                };
+                // The bar is cleared while the text is written, so the two do not garble each other.
+                let written = match &progress {
+                    Some(bar) => bar.suspend(emit),
+                    None => emit(),
+                };
                 write_error = written.err();
-            }
-            if let Some(bar) = &progress {
-                bar.suspend(|| {});
             }
         }
         Event::Progress { done, total } => {

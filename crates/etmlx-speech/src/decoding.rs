@@ -28,13 +28,11 @@ pub fn initial_tokens(
     let mut tokens: Vec<Option<u32>> = vec![Some(gen.decoder_start_token_id)];
     if options.language.is_none() && options.task.is_none() {
         // Old-style forced ids (position 1, 2, ... after the start token).
-        let mut expected = 1;
-        for &(pos, id) in &gen.forced_decoder_ids {
+        for (expected, &(pos, id)) in (1..).zip(&gen.forced_decoder_ids) {
             if pos != expected {
                 break;
             }
             tokens.push(id);
-            expected += 1;
         }
     }
     let language = match &options.language {

@@ -46,8 +46,9 @@ pub enum SpeechError {
     #[error("{program}: {message}")]
     Signature { program: String, message: String },
 
+    /// The tokenizer or its config files (boxed: `LlmError` is large and this path is rare).
     #[error(transparent)]
-    Tokenizer(#[from] etmlx_llm::LlmError),
+    Tokenizer(Box<etmlx_llm::LlmError>),
 
     /// The program runtime or the delegate failed.
     #[error(transparent)]
@@ -59,6 +60,12 @@ pub enum SpeechError {
     /// A request the model cannot serve (a language it does not know, too many tokens, ...).
     #[error("unsupported: {0}")]
     Unsupported(String),
+}
+
+impl From<etmlx_llm::LlmError> for SpeechError {
+    fn from(e: etmlx_llm::LlmError) -> Self {
+        SpeechError::Tokenizer(Box::new(e))
+    }
 }
 
 impl SpeechError {

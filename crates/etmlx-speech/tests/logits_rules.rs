@@ -24,7 +24,12 @@ fn logits_rules_match_hf_processors() {
     let cases = reference["cases"].as_array().unwrap();
     assert!(cases.len() >= 20);
     for (i, case) in cases.iter().enumerate() {
-        let tokens: Vec<u32> = case["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let tokens: Vec<u32> = case["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         let begin = case["begin_index"].as_u64().unwrap() as usize;
         let timestamps = case["timestamps"].as_bool().unwrap();
         let mut logits = inputs[i * vocab..][..vocab].to_vec();
@@ -32,7 +37,10 @@ fn logits_rules_match_hf_processors() {
         let expected = &outputs[i * vocab..][..vocab];
         for (id, (&ours, &theirs)) in logits.iter().zip(expected).enumerate() {
             assert!(
-                ours == theirs || (ours.is_infinite() && theirs.is_infinite() && ours.signum() == theirs.signum()),
+                ours == theirs
+                    || (ours.is_infinite()
+                        && theirs.is_infinite()
+                        && ours.signum() == theirs.signum()),
                 "case {i} ({tokens:?}, timestamps {timestamps}): id {id}: {ours} vs HF {theirs}"
             );
         }
