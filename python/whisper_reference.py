@@ -9,6 +9,7 @@
   tiny-random OUT_DIR         a tiny random WhisperForConditionalGeneration, exported with the official
                               export_whisper (fp32), plus PyTorch's encoder output, decoder logits and greedy ids
   transcribe HF_DIR OUT.json CLIP...   HF greedy transcripts: no timestamps, timestamps (segments), long form
+  prompts OUT.json            HF's decoder prompts (language, task, timestamps) for English-only and multilingual configs
   rules OUT_DIR               HF's Whisper logits processors on random logits (suppression, timestamp rules)
   bench HF_DIR EXPORT_DIR CLIP...      real-time factor and decoder tok/s, HF transformers vs etmlx transcribe
 
@@ -296,6 +297,56 @@ def cmd_rules(args):
     print(f"{len(cases)} cases")
 
 
+def cmd_prompts(args):
+    """HF's decoder prompts (`WhisperForConditionalGeneration._retrieve_init_tokens` after `_set_language_and_task`
+    and `_set_return_timestamps`) for an English-only and a multilingual generation config, with and without
+    language, task and timestamps."""
+    import copy
+
+    import torch
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration(WhisperConfig(
+        vocab_size=51865, d_model=8, encoder_layers=1, decoder_layers=1, encoder_attention_heads=1,
+        decoder_attention_heads=1, encoder_ffn_dim=8, decoder_ffn_dim=8, max_source_positions=1500,
+        max_target_positions=448)).eval()
+    langs = {"<|en|>": 50259, "<|zh|>": 50260, "<|de|>": 50261, "<|es|>": 50262, "<|fr|>": 50265}
+    configs = {
+        "english_only": GenerationConfig(decoder_start_token_id=50257, eos_token_id=50256, no_timestamps_token_id=50362,
+                                         is_multilingual=False, forced_decoder_ids=[[1, 50362]]),
+        "multilingual": GenerationConfig(decoder_start_token_id=50258, eos_token_id=50257, no_timestamps_token_id=50363,
+                                         is_multilingual=True, lang_to_id=langs,
+                                         task_to_id={"transcribe": 50359, "translate": 50358},
+                                         forced_decoder_ids=[[1, None], [2, 50359]]),
+    }
+    cases = []
+    for name, base in configs.items():
+        options = [(None, None, False), (None, None, True)]
+        if name == "multilingual":
+            options += [("de", None, False), ("de", None, True), ("fr", "translate", False), ("<|es|>", "transcribe", True),
+                        (None, "translate", False)]
+        for language, task, timestamps in options:
+            gen = copy.deepcopy(base)
+            model._set_return_timestamps(return_timestamps=timestamps, is_shortform=True, generation_config=gen)
+            model._set_language_and_task(language=language, task=task, is_multilingual=None, generation_config=gen)
+            features = torch.zeros(1, 80, 3000)
+            if gen.forced_decoder_ids and gen.forced_decoder_ids[0][1] is None and language is None:
+                # Language detection would run the model; give it the detected id the way HF inserts it.
+                detected = 50261
+            else:
+                detected = None
+            if detected is not None:
+                model.detect_language = lambda *a, **k: torch.tensor([detected])
+            tokens = model._retrieve_init_tokens(features, batch_size=1, generation_config=gen, config=model.config,
+                                                 num_segment_frames=3000, kwargs={})[0].tolist()
+            cases.append({"config": name, "language": language, "task": task, "timestamps": timestamps,
+                          "detected_language": detected, "prompt": tokens})
+    out = {"generation_configs": {k: v.to_diff_dict() for k, v in configs.items()}, "cases": cases}
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    for c in cases:
+        print(c)
+
+
 def cmd_bench(args):
     """Real-time factor and decoder tok/s of HF transformers (eager, fp32, CPU) and `etmlx transcribe` on the same
     clips; prints a Markdown table. HF's decoder time is its generate() time minus one encoder forward."""
@@ -369,6 +420,9 @@ def main():
     ru = sub.add_parser("rules")
     ru.add_argument("out_dir")
     ru.set_defaults(fn=cmd_rules)
+    pr = sub.add_parser("prompts")
+    pr.add_argument("out")
+    pr.set_defaults(fn=cmd_prompts)
     b = sub.add_parser("bench")
     b.add_argument("hf_dir")
     b.add_argument("model_dir", help="the etmlx export directory")

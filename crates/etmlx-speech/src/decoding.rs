@@ -18,6 +18,17 @@ pub struct DecodeOptions {
     pub timestamps: bool,
 }
 
+/// Whether the prompt needs a detected language: a multilingual model, no language asked for, and none forced by
+/// the generation config (HF ignores the config's forced ids once a language or task is given).
+pub fn needs_language_detection(gen: &GenerationSettings, options: &DecodeOptions) -> bool {
+    let forced = options.task.is_none()
+        && gen
+            .forced_decoder_ids
+            .iter()
+            .any(|&(pos, id)| pos == 1 && id.is_some());
+    gen.is_multilingual && options.language.is_none() && !forced
+}
+
 /// The decoder prompt of a window (HF `_retrieve_init_tokens`). `language` is the id to use when the model
 /// is multilingual and none was forced (detected by the caller).
 pub fn initial_tokens(

@@ -16,7 +16,9 @@ use serde::Serialize;
 
 use crate::audio::{self, WHISPER_SAMPLE_RATE};
 use crate::config::{self, ExportMetadata, GenerationSettings};
-use crate::decoding::{argmax, initial_tokens, DecodeOptions, LogitsRules};
+use crate::decoding::{
+    argmax, initial_tokens, needs_language_detection, DecodeOptions, LogitsRules,
+};
 use crate::error::{Result, SpeechError};
 use crate::mel::{LogMel, MelExtractor};
 use crate::model::{ModelTimings, WhisperModel};
@@ -277,10 +279,7 @@ impl Transcriber {
         };
         let features_time = features_began.elapsed();
 
-        let detected = if self.generation.is_multilingual
-            && options.language.is_none()
-            && !self.forces_language()
-        {
+        let detected = if needs_language_detection(&self.generation, &options) {
             Some(self.detect_language(&features)?)
         } else {
             None
@@ -330,14 +329,6 @@ impl Transcriber {
                 decoder_tokens: t.decoder_tokens,
             },
         })
-    }
-
-    /// Whether the generation config forces a language token (old-style forced ids).
-    fn forces_language(&self) -> bool {
-        self.generation
-            .forced_decoder_ids
-            .iter()
-            .any(|&(pos, id)| pos == 1 && id.is_some())
     }
 
     fn language_of(&self, prompt: &[u32]) -> Option<String> {

@@ -46,3 +46,44 @@ fn logits_rules_match_hf_processors() {
         }
     }
 }
+
+/// Decoder prompts against HF's `_retrieve_init_tokens` (tests/fixtures/whisper/rules/prompts.json, written by
+/// `python/whisper_reference.py prompts`): English-only and multilingual configs, language given or detected,
+/// task, timestamps on and off.
+#[test]
+fn prompts_match_hf() {
+    use etmlx_speech::decoding::{initial_tokens, needs_language_detection};
+    use etmlx_speech::DecodeOptions;
+
+    let reference = common::read_json(common::fixtures().join("rules/prompts.json"));
+    let cases = reference["cases"].as_array().unwrap();
+    assert!(cases.len() >= 9);
+    for case in cases {
+        let name = case["config"].as_str().unwrap();
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("prompts_{name}.json"));
+        std::fs::write(&path, reference["generation_configs"][name].to_string()).unwrap();
+        let gen = GenerationSettings::from_file(&path).expect("generation config");
+        let options = DecodeOptions {
+            language: case["language"].as_str().map(str::to_string),
+            task: case["task"].as_str().map(str::to_string),
+            timestamps: case["timestamps"].as_bool().unwrap(),
+        };
+        let detected = case["detected_language"].as_u64().map(|v| v as u32);
+        assert_eq!(
+            needs_language_detection(&gen, &options),
+            detected.is_some(),
+            "{case}"
+        );
+        let prompt: Vec<u32> = case["prompt"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            initial_tokens(&gen, &options, detected).unwrap(),
+            prompt,
+            "{case}"
+        );
+    }
+}
