@@ -356,7 +356,8 @@ def cmd_bench(args):
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    # One thread by default: on a shared machine, torch's spinning OpenMP threads collapse under oversubscription.
+    torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
     processor = WhisperProcessor.from_pretrained(args.hf_dir)
     model = WhisperForConditionalGeneration.from_pretrained(args.hf_dir, torch_dtype=torch.float32).eval()
     rows = []
@@ -429,6 +430,7 @@ def main():
     b.add_argument("clips", nargs="+")
     b.add_argument("--etmlx", default="target/release/etmlx")
     b.add_argument("--repeat", type=int, default=2)
+    b.add_argument("--torch-threads", type=int, default=1, help="0: one per core")
     b.set_defaults(fn=cmd_bench)
     args = p.parse_args()
     args.fn(args)
