@@ -53,6 +53,18 @@ pub fn run(args: &TranscribeArgs, backend: BackendOptions) -> Result<()> {
     let format: Format = args.format.parse().map_err(anyhow::Error::msg)?;
     let several = args.audio.len() > 1;
     if let (Some(out), true) = (&args.output, several) {
+        // One file per input, named after it: two inputs with the same stem would overwrite each other.
+        let mut stems = std::collections::HashSet::new();
+        for path in &args.audio {
+            if !stems.insert(path.file_stem().unwrap_or_default().to_owned()) {
+                bail!(
+                    "two audio files share the name {:?}: their transcripts would both be written to {}",
+                    path.file_stem().unwrap_or_default(),
+                    out.join(Path::new(path.file_stem().unwrap_or_default()).with_extension(&args.format))
+                        .display()
+                );
+            }
+        }
         std::fs::create_dir_all(out)
             .with_context(|| format!("creating output directory {}", out.display()))?;
     }

@@ -162,3 +162,17 @@ fn tiny_en_json_and_srt_match_hf() {
     );
     assert_eq!(srt.matches(" --> ").count(), segments.len());
 }
+
+#[test]
+fn outputs_that_would_overwrite_each_other() {
+    let audio = fixtures().join("whisper/audio");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("etmlx-cli-transcribe/out");
+    let err = fails(&[
+        &tiny_pte_dir(),
+        audio.join("fox.flac").to_str().unwrap(),
+        audio.join("fox.mp3").to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("share the name"), "{err}");
+}
