@@ -13,6 +13,7 @@ mod bench;
 mod chat;
 mod generate;
 mod serve;
+mod transcribe;
 
 #[derive(Parser)]
 #[command(
@@ -101,6 +102,14 @@ enum Command {
     Chat {
         #[command(flatten)]
         args: chat::ChatArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Transcribe speech with a Whisper export (encoder.pte, cross_kv.pte, decoder.pte): text streams to
+    /// stdout, stats go to stderr.
+    Transcribe {
+        #[command(flatten)]
+        args: transcribe::TranscribeArgs,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -211,6 +220,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve { args, engine } => {
             serve::run(&args, engine.ptd.clone(), engine.backend_options())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Transcribe { args, engine } => {
+            transcribe::run(&args, engine.backend_options())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { args, engine } => {

@@ -130,7 +130,10 @@ fn output_json_has_the_documented_field_names() {
     assert_eq!(json["stats"]["decode_path"], "host");
     // Records written before the field existed read as the host loop.
     let mut older = json.clone();
-    older["stats"].as_object_mut().unwrap().remove("decode_path");
+    older["stats"]
+        .as_object_mut()
+        .unwrap()
+        .remove("decode_path");
     let older: GenerationOutput = serde_json::from_value(older).unwrap();
     assert_eq!(older.stats.decode_path, etmlx_llm::DecodePath::Host);
     let back: GenerationOutput = serde_json::from_value(json).unwrap();
