@@ -2,31 +2,16 @@
 //! transformers' eager fp32 outputs recorded by `python/export_fixtures.py`: prefill logits, decode logits after
 //! the prefill, and greedy `generate()` ids (12 new tokens). No tokenizer: raw token-id prompts.
 
+mod common;
+
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+
+use common::{fixture, ids, read_json};
 
 use etmlx_llm::model::{KvCacheKind, OutputKind, PositionInput};
 use etmlx_llm::{GenerateOptions, Generator, LlmModel, ModelOptions, StopIds};
 use etmlx_runtime::{HostTensor, HostValue};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
-
-fn read_json(path: PathBuf) -> serde_json::Value {
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .expect("id list")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
-}
 
 struct Fixture {
     dir: PathBuf,

@@ -2,8 +2,11 @@
 //! step t's token is read) against HF transformers' greedy ids recorded in the official tiny-Llama fixtures, and
 //! against the host loop; the device sampler against hand-worked filter sets on a hand-made logits row.
 
+mod common;
+
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+
+use common::{fixture, ids, read_json};
 
 use etmlx_llm::device_sampler::DeviceSampler;
 use etmlx_llm::{
@@ -11,25 +14,6 @@ use etmlx_llm::{
     StopReason,
 };
 use mlx::{Array, DeviceType, Stream};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
-
-fn read_json(path: PathBuf) -> serde_json::Value {
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .expect("id list")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
-}
 
 /// (prompt, HF greedy ids) of a fixture.
 fn reference(name: &str) -> (Vec<u32>, Vec<u32>) {

@@ -3,6 +3,13 @@
 
 use std::path::PathBuf;
 
+/// `tests/fixtures/<name>` at the workspace root (the official exports and their reference outputs).
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tokenizers")
 }
