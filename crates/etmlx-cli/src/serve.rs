@@ -44,9 +44,21 @@ pub struct ServeArgs {
     /// Off-graph KV cache dtype (bf16, fp16, fp32); default: the model's logits dtype.
     #[arg(long, value_parser = ["bf16", "fp16", "fp32"])]
     pub kv_dtype: Option<String>,
+    /// Fill constants missing from a weight-stripped export with pseudo-random values: for load tests of large
+    /// model shapes only (the answers are meaningless, and the server says so when it starts).
+    #[arg(long)]
+    pub synthetic_weights: bool,
 }
 
-pub fn run(args: &ServeArgs, ptd: Option<PathBuf>, backend: BackendOptions) -> Result<()> {
+pub fn run(args: &ServeArgs, ptd: Option<PathBuf>, mut backend: BackendOptions) -> Result<()> {
+    if args.synthetic_weights {
+        backend.set(
+            etmlx_mlx::BACKEND_ID,
+            etmlx_mlx::backend::option_keys::SYNTHETIC_WEIGHTS,
+            etmlx_runtime::OptionValue::Bool(true),
+        );
+        eprintln!("etmlx serve: SYNTHETIC WEIGHTS: missing constants are random; answers are meaningless (load tests only)");
+    }
     let config = etmlx_serve::ServeConfig {
         model: args.model.clone(),
         tokenizer: args.tokenizer.clone(),
