@@ -75,21 +75,34 @@ fn nanos(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Builds `forward` over `tokens` at `start`, samples the next token from its last logits, and submits both
-/// (and the sampler's state). Returns the token, not yet read.
+/// The tokens of one `forward` call: `len` ids at positions `start..start+len`, as an MLX array (on the device
+/// or not), and on the host too when known there (then they are checked against the vocabulary).
+struct StepTokens<'a> {
+    ids: &'a Array,
+    len: usize,
+    start: usize,
+    host_ids: Option<&'a [u32]>,
+}
+
+/// Builds `forward` over `tokens`, samples the next token from its last logits, and submits both (and the
+/// sampler's state). Returns the token, not yet read.
 fn submit_step(
     model: &mut LlmModel,
     step: &DeviceStep,
     sampler: &mut DeviceSampler,
-    tokens: &Array,
-    len: usize,
-    start: usize,
-    host_ids: Option<&[u32]>,
+    tokens: StepTokens<'_>,
     profiling: bool,
 ) -> Result<(Array, StepTimer)> {
     let mut timer = StepTimer::start(profiling);
     let lock = lock_graph();
-    let logits = model.device_forward(&lock, step, tokens, len, start, host_ids)?;
+    let logits = model.device_forward(
+        &lock,
+        step,
+        tokens.ids,
+        tokens.len,
+        tokens.start,
+        tokens.host_ids,
+    )?;
     let token = sampler.sample(&logits)?;
     // Only the token (and the sampler's state) is kept: the logits' graph is released once scheduled.
     drop(logits);
@@ -131,16 +144,13 @@ pub(crate) fn decode<F: FnMut(TokenEvent<'_>) -> ControlFlow<()>>(
             .map_err(mlx_err)?;
         let ids = Array::from_slice(&ids, &[ids.len() as i32]).map_err(mlx_err)?;
         if i + 1 == pieces.len() {
-            current = Some(submit_step(
-                model,
-                step,
-                &mut sampler,
-                &ids,
-                piece.len(),
-                cached.len(),
-                Some(piece),
-                false,
-            )?);
+            let tokens = StepTokens {
+                ids: &ids,
+                len: piece.len(),
+                start: cached.len(),
+                host_ids: Some(piece),
+            };
+            current = Some(submit_step(model, step, &mut sampler, tokens, false)?);
         } else {
             let lock = lock_graph();
             let logits =
@@ -154,16 +164,13 @@ pub(crate) fn decode<F: FnMut(TokenEvent<'_>) -> ControlFlow<()>>(
     loop {
         // Submit the step that consumes `token` before reading it, unless the limits already end generation.
         let following = if emitter.may_continue_after_next(cached.len()) {
-            Some(submit_step(
-                model,
-                step,
-                &mut sampler,
-                &token,
-                1,
-                cached.len(),
-                None,
-                profiling,
-            )?)
+            let tokens = StepTokens {
+                ids: &token,
+                len: 1,
+                start: cached.len(),
+                host_ids: None,
+            };
+            Some(submit_step(model, step, &mut sampler, tokens, profiling)?)
         } else {
             None
         };

@@ -316,7 +316,6 @@ fn device_sampler_refuses_a_row_of_the_wrong_size() {
     let _lock = etmlx_mlx::lock_graph();
     let err = sampler
         .sample(&row())
-        .err()
-        .expect("8 values for a 16-token vocabulary");
+        .expect_err("8 values for a 16-token vocabulary");
     assert!(err.to_string().contains("16"), "{err}");
 }

@@ -88,18 +88,16 @@ fn malformed_device_inputs_are_refused() {
         .expect("an MLX handle");
     let lock = lock_graph();
     let tokens = Array::from_slice(&[1i64, 2], &[1, 2]).expect("tokens");
-    let err = handle
-        .build_outputs(&lock, vec![DeviceInput::Tensor(tokens.clone())])
-        .err()
-        .expect("one input of two");
+    let Err(err) = handle.build_outputs(&lock, vec![DeviceInput::Tensor(tokens.clone())]) else {
+        panic!("one input of two must be refused");
+    };
     assert!(err.to_string().contains("2"), "{err}");
     let err = handle
         .build_outputs(
             &lock,
             vec![DeviceInput::Tensor(tokens.clone()), DeviceInput::Int(0)],
         )
-        .err()
-        .expect("an int for a tensor input");
+        .expect_err("an int for a tensor input");
     assert!(err.to_string().contains("input 1"), "{err}");
     let floats = Array::from_slice(&[0.5f32, 1.5], &[2]).expect("floats");
     let err = handle
@@ -107,7 +105,6 @@ fn malformed_device_inputs_are_refused() {
             &lock,
             vec![DeviceInput::Tensor(tokens), DeviceInput::Tensor(floats)],
         )
-        .err()
-        .expect("float positions");
+        .expect_err("float positions");
     assert!(err.to_string().contains("input 1"), "{err}");
 }

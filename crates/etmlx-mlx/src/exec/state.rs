@@ -334,8 +334,8 @@ mod host_ints_tests {
         let shape = vec![2, 3, 4];
         let host = HostInts::new(shape.clone(), values.clone()).expect("small");
         let array = Array::from_slice(&values, &shape).expect("array");
-        for axis in 0..3usize {
-            for index in 0..shape[axis] as usize {
+        for (axis, &size) in shape.iter().enumerate() {
+            for index in 0..size as usize {
                 let mlx =
                     mlx::ops::take_index(&array, index as i32, axis as i32, cpu()).expect("take");
                 let ours = host.take(index, axis).expect("host take");
