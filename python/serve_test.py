@@ -535,6 +535,25 @@ def test_smollm2(etmlx):
         f"(+{(active[8] - active[1]) / 2**20:.1f} MiB for 7 more KV caches)")
 
 
+def test_synthetic_weights(etmlx, tokenizer, user_text):
+    """A weight-stripped export (python/strip_weights.py) serves only with --synthetic-weights, which says so."""
+    stripped = ROOT / "tests" / "fixtures" / "tiny_llama_custom_stripped" / "model.pte"
+    refused = subprocess.run([etmlx, "serve", str(stripped), "--tokenizer", str(tokenizer), "--port", "0"],
+                             capture_output=True, text=True, timeout=60)
+    check(refused.returncode != 0 and "missing from the program's named data" in refused.stderr,
+          f"a stripped export without --synthetic-weights is refused: {refused.stderr[-300:]}")
+    server = Server(etmlx, tokenizer, "--synthetic-weights", model=stripped)
+    try:
+        r = server.client().chat.completions.create(
+            model=MODEL_NAME, messages=[{"role": "user", "content": user_text}], max_tokens=4, temperature=0)
+        check(r.usage.completion_tokens >= 1, "a stripped export with synthetic weights answers")
+    finally:
+        check(server.stop() == 0, "exit code 0 on SIGTERM")
+        notice = server.proc.stderr.read() if server.proc.stderr else ""
+    check("SYNTHETIC WEIGHTS" in notice, f"the server announces synthetic weights: {notice[-300:]}")
+    log("synthetic weights: a stripped export is refused without the flag, served (and announced) with it")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--etmlx", required=True)
@@ -563,6 +582,7 @@ def main():
             test_memory(server, args.memory_requests)
             check(server.stop() == 0, "exit 0")
             test_api_key(args.etmlx, tokenizer)
+            test_synthetic_weights(args.etmlx, tokenizer, user_text)
             test_slot_memory(args.etmlx, tokenizer)
             test_disconnect(args.etmlx, tokenizer, user_text)
             test_queue_full(args.etmlx, tokenizer, user_text)
