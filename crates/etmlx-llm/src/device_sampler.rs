@@ -27,6 +27,8 @@ pub struct DeviceSampler {
     stream: Stream,
     /// How often each id has been seen (prompt + generated), as f32 [vocab]; only with penalties.
     counts: Option<Array>,
+    /// `0..vocab`, made once: the sampled token is counted by comparing it with every id.
+    ids: Option<Array>,
     steps: u64,
 }
 
@@ -49,7 +51,7 @@ impl DeviceSampler {
                 "a bounded repetition_context is sampled on the host only".into(),
             ));
         }
-        let counts = if has_penalties(config) {
+        let (counts, ids) = if has_penalties(config) {
             let mut host = vec![0f32; vocab];
             for &id in history {
                 if let Some(c) = host.get_mut(id as usize) {
@@ -57,15 +59,21 @@ impl DeviceSampler {
                 }
             }
             let v = i32::try_from(vocab).map_err(mlx_err)?;
-            Some(Array::from_slice(&host, &[v]).map_err(mlx_err)?)
+            let counts = Array::from_slice(&host, &[v]).map_err(mlx_err)?;
+            let ids: Vec<i32> = (0..v).collect();
+            (
+                Some(counts),
+                Some(Array::from_slice(&ids, &[v]).map_err(mlx_err)?),
+            )
         } else {
-            None
+            (None, None)
         };
         Ok(DeviceSampler {
             config: config.clone(),
             vocab,
             stream,
             counts,
+            ids,
             steps: 0,
         })
     }
@@ -103,9 +111,8 @@ impl DeviceSampler {
             ops::argmax(&noisy, 0, true, s).map_err(mlx_err)?
         };
         self.steps += 1;
-        if let Some(counts) = &self.counts {
-            let ids = ops::arange_i32(0, v, 1, s).map_err(mlx_err)?;
-            let hit = ops::binary(BinaryOp::Equal, &ids, &token, s).map_err(mlx_err)?;
+        if let (Some(counts), Some(ids)) = (&self.counts, &self.ids) {
+            let hit = ops::binary(BinaryOp::Equal, ids, &token, s).map_err(mlx_err)?;
             let hit = ops::astype(&hit, Dtype::Float32, s).map_err(mlx_err)?;
             self.counts = Some(ops::binary(BinaryOp::Add, counts, &hit, s).map_err(mlx_err)?);
         }

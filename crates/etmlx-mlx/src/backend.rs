@@ -283,50 +283,25 @@ impl MlxHandle {
             options.synthetic_weights,
             !options.skip_folding
         );
-        let key = weights::state_key(ctx.blob, &graph, ctx.named_data, state_options);
+        let digests = weights::constant_digests(&graph, ctx.named_data);
+        let key = weights::state_key(ctx.blob, &graph, ctx.named_data, &digests, state_options);
         if let Some((state, lease)) = weights::shared_state(&key) {
-            let mutable_buffers = zero_mutable_buffers(&state.graph, stream)?;
-            return Ok(MlxHandle {
-                layout: Layout::new(&state.graph),
-                transient: Transient::new(&state.graph),
-                graph: state.graph,
-                persistent: Persistent {
-                    constants: state.constants,
-                    mutable_buffers,
-                    folded: state.folded,
-                },
-                stream,
-                options,
-                cache,
-                executes: 0,
-                consecutive_inputs: state.consecutive_inputs,
-                _shared: Some(lease),
-            });
+            return MlxHandle::from_state(state, stream, options, cache, Some(lease));
         }
         let (constants, mut weights) =
-            load_constants(&graph, ctx, options.synthetic_weights, stream)?;
+            load_constants(&graph, ctx, &digests, options.synthetic_weights, stream)?;
         let passes = passes::run(
             &mut graph,
             &options.passes(device),
             &exec::pass_inputs::LoadedConstants(&constants),
         );
-        let mutable_buffers = zero_mutable_buffers(&graph, stream)?;
-        let mut handle = MlxHandle {
-            layout: Layout::new(&graph),
-            transient: Transient::new(&graph),
+        let loaded = weights::LoadedState {
             graph,
-            persistent: Persistent {
-                constants: constants.into_iter().map(Some).collect(),
-                mutable_buffers,
-                folded: Vec::new(),
-            },
-            stream,
-            options,
-            cache,
-            executes: 0,
             consecutive_inputs: passes.consecutive_inputs,
-            _shared: None,
+            constants: constants.into_iter().map(Some).collect(),
+            folded: Vec::new(),
         };
+        let mut handle = MlxHandle::from_state(loaded, stream, options, cache, None)?;
         if let Some(init_chain) = handle.graph.init_chain {
             handle.run(init_chain, true)?;
             let refs: Vec<&Array> = handle.persistent.constants.iter().flatten().collect();
@@ -348,6 +323,41 @@ impl MlxHandle {
         };
         handle._shared = Some(weights::share_state(key, state, weights));
         Ok(handle)
+    }
+
+    /// A handle over `state` with fresh (zeroed) mutable buffers and empty transients.
+    fn from_state(
+        state: weights::LoadedState,
+        stream: Stream,
+        options: ExecOptions,
+        cache: Option<Arc<Mutex<SequenceCache>>>,
+        shared: Option<StateLease>,
+    ) -> Result<MlxHandle, ExecError> {
+        let mutable_buffers = zero_mutable_buffers(&state.graph, stream)?;
+        Ok(MlxHandle {
+            layout: Layout::new(&state.graph),
+            transient: Transient::new(&state.graph),
+            graph: state.graph,
+            persistent: Persistent {
+                constants: state.constants,
+                mutable_buffers,
+                folded: state.folded,
+            },
+            stream,
+            options,
+            cache,
+            executes: 0,
+            consecutive_inputs: state.consecutive_inputs,
+            _shared: shared,
+        })
+    }
+
+    /// Refuses inputs that break what the graph passes assumed of them (see `exec::pass_inputs`).
+    fn check_rewritten_inputs(&self) -> Result<(), ExecError> {
+        for &tid in &self.consecutive_inputs {
+            exec::pass_inputs::check_consecutive(&self.graph, tid, &self.transient, &self.layout)?;
+        }
+        Ok(())
     }
 
     fn run(&mut self, chain: usize, is_init_chain: bool) -> Result<(), ExecError> {
@@ -420,9 +430,7 @@ impl MlxHandle {
                 }
             }
         }
-        for &tid in &self.consecutive_inputs {
-            exec::pass_inputs::check_consecutive(&self.graph, tid, &self.transient, &self.layout)?;
-        }
+        self.check_rewritten_inputs()?;
         self.run(self.graph.main_chain, false)?;
         let mut prepared = Vec::new();
         for (j, slot) in self.graph.output_map.iter().enumerate() {
@@ -619,12 +627,14 @@ fn input_array(
 }
 
 /// Constant tensors from the named-data map, by the names the payload binds them to. With
-/// `synthetic_weights`, a name missing from the map gets [`synthetic_constant`] values instead.
+/// `synthetic_weights`, a name missing from the map gets [`synthetic_constant`] values instead. `digests` are
+/// [`weights::constant_digests`] of the same named data.
 /// Constants already loaded by another handle from the same bytes are shared, not copied again
 /// ([`crate::weights`]); the returned lease keeps them alive.
 fn load_constants(
     graph: &Graph,
     ctx: &BackendInitContext<'_>,
+    digests: &[Option<u128>],
     synthetic_weights: bool,
     stream: Stream,
 ) -> Result<(Vec<Array>, WeightLease), ExecError> {
@@ -643,7 +653,10 @@ fn load_constants(
             .static_shape()
             .ok_or_else(|| ExecError::Other(format!("constant '{name}' has a dynamic shape")))?;
         let dt = dtype::mlx_dtype(meta.scalar_type)?;
-        let Some(bytes) = ctx.named_data.get(name) else {
+        let (Some(bytes), Some(digest)) = (
+            ctx.named_data.get(name),
+            digests.get(t as usize).copied().flatten(),
+        ) else {
             if synthetic_weights {
                 constants.push(synthetic_constant(name, &shape, dt, stream)?);
                 continue;
@@ -661,7 +674,7 @@ fn load_constants(
             )));
         }
         constants.push(weights::shared_constant(
-            name, bytes, &shape, dt, &mut lease,
+            name, bytes, digest, &shape, dt, &mut lease,
         )?);
     }
     let refs: Vec<&Array> = constants.iter().collect();

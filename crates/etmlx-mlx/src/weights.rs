@@ -95,11 +95,33 @@ pub(crate) struct StateKey {
 
 static STATES: Mutex<Option<HashMap<StateKey, Weak<SharedState>>>> = Mutex::new(None);
 
-/// The key of the state derived from `payload` and the named data of `graph`'s constants under `options`.
+/// The content digest both stores key on (xxh3-128 of the bytes).
+pub(crate) fn digest_of(bytes: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(bytes)
+}
+
+/// The digest of each constant's named-data bytes, in constant order (`None` where the name is missing): computed
+/// once per load and used by both the state key and the constant store, so the weights are hashed once.
+pub(crate) fn constant_digests(
+    graph: &Graph,
+    named_data: &dyn etmlx_runtime::NamedDataMap,
+) -> Vec<Option<u128>> {
+    let names = graph.tensor_names();
+    (0..graph.num_constants)
+        .map(|t| {
+            let name = names.get(&Tid(t)).copied()?;
+            named_data.get(name).map(digest_of)
+        })
+        .collect()
+}
+
+/// The key of the state derived from `payload` and the named data of `graph`'s constants (with their
+/// `digests`, see [`constant_digests`]) under `options`.
 pub(crate) fn state_key(
     payload: &[u8],
     graph: &Graph,
     named_data: &dyn etmlx_runtime::NamedDataMap,
+    digests: &[Option<u128>],
     options: String,
 ) -> StateKey {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
@@ -108,13 +130,16 @@ pub(crate) fn state_key(
     for t in 0..graph.num_constants {
         let name = names.get(&Tid(t)).copied().unwrap_or("");
         hasher.update(name.as_bytes());
-        match named_data.get(name) {
-            Some(bytes) => {
+        match (
+            named_data.get(name),
+            digests.get(t as usize).copied().flatten(),
+        ) {
+            (Some(bytes), Some(digest)) => {
                 hasher.update(&(bytes.as_ptr() as usize).to_le_bytes());
                 hasher.update(&bytes.len().to_le_bytes());
-                hasher.update(bytes);
+                hasher.update(&digest.to_le_bytes());
             }
-            None => hasher.update(b"<missing>"),
+            _ => hasher.update(b"<missing>"),
         }
     }
     StateKey {
@@ -150,11 +175,13 @@ pub(crate) fn share_state(key: StateKey, state: LoadedState, constants: WeightLe
     StateLease(entry)
 }
 
-/// Returns constant `name` of `shape` and `dtype` stored in `bytes`: the array an earlier handle loaded from
-/// the same bytes, else a new one (copied from `bytes`, not yet evaluated). The lease keeps it alive.
+/// Returns constant `name` of `shape` and `dtype` stored in `bytes` (whose [`digest_of`] is `digest`): the array
+/// an earlier handle loaded from the same bytes, else a new one (copied from `bytes`, not yet evaluated). The
+/// lease keeps it alive.
 pub(crate) fn shared_constant(
     name: &str,
     bytes: &[u8],
+    digest: u128,
     shape: &[i32],
     dtype: Dtype,
     lease: &mut WeightLease,
@@ -165,7 +192,7 @@ pub(crate) fn shared_constant(
         name: name.to_string(),
         shape: shape.to_vec(),
         dtype,
-        digest: xxhash_rust::xxh3::xxh3_128(bytes),
+        digest,
     };
     let mut store = STORE.lock().unwrap_or_else(|p| p.into_inner());
     let store = store.get_or_insert_with(HashMap::new);
@@ -206,13 +233,39 @@ mod tests {
             .flat_map(|v| v.to_le_bytes())
             .collect();
         let (mut a, mut b) = (WeightLease::default(), WeightLease::default());
-        let first = shared_constant("w", &bytes, &[2, 2], Dtype::Float32, &mut a).expect("load");
-        let second = shared_constant("w", &bytes, &[2, 2], Dtype::Float32, &mut b).expect("load");
+        let first = shared_constant(
+            "w",
+            &bytes,
+            digest_of(&bytes),
+            &[2, 2],
+            Dtype::Float32,
+            &mut a,
+        )
+        .expect("load");
+        let second = shared_constant(
+            "w",
+            &bytes,
+            digest_of(&bytes),
+            &[2, 2],
+            Dtype::Float32,
+            &mut b,
+        )
+        .expect("load");
         assert_eq!(first.id(), second.id(), "one array for both handles");
         assert!(Arc::ptr_eq(&a.0[0], &b.0[0]));
         // Another name, shape or dtype over the same bytes is another constant.
-        let renamed = shared_constant("v", &bytes, &[2, 2], Dtype::Float32, &mut b).expect("load");
-        let reshaped = shared_constant("w", &bytes, &[4], Dtype::Float32, &mut b).expect("load");
+        let renamed = shared_constant(
+            "v",
+            &bytes,
+            digest_of(&bytes),
+            &[2, 2],
+            Dtype::Float32,
+            &mut b,
+        )
+        .expect("load");
+        let reshaped =
+            shared_constant("w", &bytes, digest_of(&bytes), &[4], Dtype::Float32, &mut b)
+                .expect("load");
         assert_ne!(renamed.id(), first.id());
         assert_ne!(reshaped.id(), first.id());
         let weak = Arc::downgrade(&a.0[0]);
@@ -224,7 +277,15 @@ mod tests {
     fn new_bytes_at_a_reused_address_are_not_mistaken_for_the_old_ones() {
         let mut bytes: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let mut old = WeightLease::default();
-        let before = shared_constant("w", &bytes, &[2], Dtype::Float32, &mut old).expect("load");
+        let before = shared_constant(
+            "w",
+            &bytes,
+            digest_of(&bytes),
+            &[2],
+            Dtype::Float32,
+            &mut old,
+        )
+        .expect("load");
         // Same address, same length, same name: only the content differs (a freed mapping reused by another file).
         bytes.copy_from_slice(
             &[5.0f32, 6.0]
@@ -233,7 +294,15 @@ mod tests {
                 .collect::<Vec<u8>>(),
         );
         let mut new = WeightLease::default();
-        let after = shared_constant("w", &bytes, &[2], Dtype::Float32, &mut new).expect("load");
+        let after = shared_constant(
+            "w",
+            &bytes,
+            digest_of(&bytes),
+            &[2],
+            Dtype::Float32,
+            &mut new,
+        )
+        .expect("load");
         assert_eq!(values(&before), vec![1.0, 2.0]);
         assert_eq!(values(&after), vec![5.0, 6.0]);
     }

@@ -260,6 +260,15 @@ impl Method {
         })
     }
 
+    /// The concrete handle of [`Method::sole_delegate`] alone, without working out the argument roles: for a
+    /// runner that checked the wiring once and now drives the handle every step.
+    pub fn sole_delegate_handle(&mut self) -> Option<&mut dyn std::any::Any> {
+        let [Step::Delegate { delegate, .. }] = self.steps.as_slice() else {
+            return None;
+        };
+        self.delegates.get_mut(*delegate)?.handle.as_any_mut()
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -16,7 +16,6 @@ pub struct DeviceStep {
     token_input: usize,
     position_input: usize,
     logits_output: usize,
-    num_inputs: usize,
 }
 
 fn device_err(e: impl std::fmt::Display) -> LlmError {
@@ -52,14 +51,12 @@ impl LlmModel {
             token_input,
             position_input,
             logits_output,
-            num_inputs,
         })
     }
 
     fn mlx_handle(&mut self) -> Result<&mut MlxHandle> {
         self.forward
-            .sole_delegate()
-            .and_then(|d| d.handle)
+            .sole_delegate_handle()
             .and_then(|h| h.downcast_mut::<MlxHandle>())
             .ok_or_else(|| device_err("`forward` is not a single MLX delegate call"))
     }
@@ -95,12 +92,16 @@ impl LlmModel {
             shape: vec![i32::try_from(positions.len()).map_err(device_err)?],
             values: positions,
         };
-        let stream = self.device_stream()?;
-        let tokens = mlx::ops::reshape(tokens, &[1, n], stream).map_err(device_err)?;
-        let mut inputs = vec![DeviceInput::Int(0); step.num_inputs];
-        inputs[step.token_input] = DeviceInput::Tensor(tokens);
-        inputs[step.position_input] = positions;
         let handle = self.mlx_handle()?;
+        let stream = handle.stream();
+        let tokens =
+            DeviceInput::Tensor(mlx::ops::reshape(tokens, &[1, n], stream).map_err(device_err)?);
+        // `device_step` checked that the two delegate inputs are the tokens and the positions.
+        let inputs = if step.token_input < step.position_input {
+            vec![tokens, positions]
+        } else {
+            vec![positions, tokens]
+        };
         let mut outputs = handle
             .build_outputs(lock, inputs)
             .map_err(|e| LlmError::Unsupported(format!("forward: {e}")))?;
@@ -117,12 +118,12 @@ impl LlmModel {
 fn last_row(logits: &Array, s: Stream) -> Result<Array> {
     let shape = logits.shape();
     let row = match shape[..] {
-        [1, t, v] if t >= 1 && v >= 1 => {
+        [1, 1, v] | [1, v] if v >= 1 => mlx::ops::reshape(logits, &[v], s).map_err(device_err)?,
+        [1, t, v] if t > 1 && v >= 1 => {
             let last = mlx::ops::slice(logits, &[0, t - 1, 0], &[1, t, v], &[1, 1, 1], s)
                 .map_err(device_err)?;
             mlx::ops::reshape(&last, &[v], s).map_err(device_err)?
         }
-        [1, v] if v >= 1 => mlx::ops::reshape(logits, &[v], s).map_err(device_err)?,
         [v] if v >= 1 => logits.clone(),
         _ => {
             return Err(LlmError::ModelOutput(format!(

@@ -104,9 +104,7 @@ impl MlxHandle {
                 }
             }
         }
-        for &tid in &self.consecutive_inputs {
-            exec::pass_inputs::check_consecutive(&self.graph, tid, &self.transient, &self.layout)?;
-        }
+        self.check_rewritten_inputs()?;
         self.run(self.graph.main_chain, false)?;
         let mut outputs = Vec::with_capacity(self.graph.output_map.len());
         for (j, slot) in self.graph.output_map.iter().enumerate() {

@@ -34,16 +34,21 @@ pub fn check_consecutive(
     };
     // The host copy when there is one (a cast made on the device would wait for the device); otherwise the
     // input was copied from the host, so reading it back runs no graph.
-    let host = transient.host_ints.get(i).and_then(Option::as_ref);
-    let positions: Vec<i64> = match (host, array.dtype()) {
-        (Some(host), _) => host.values.clone(),
-        (None, mlx::Dtype::Int64) => array.to_vec::<i64>()?,
-        (None, mlx::Dtype::Int32) => array.to_vec::<i32>()?.into_iter().map(i64::from).collect(),
-        (None, other) => {
-            return Err(ExecError::Other(format!(
-                "positions input {}: expected an integer tensor, got {other:?}",
-                tid.0
-            )))
+    let read_back: Vec<i64>;
+    let positions: &[i64] = match transient.host_ints.get(i).and_then(Option::as_ref) {
+        Some(host) => &host.values,
+        None => {
+            read_back = match array.dtype() {
+                mlx::Dtype::Int64 => array.to_vec::<i64>()?,
+                mlx::Dtype::Int32 => array.to_vec::<i32>()?.into_iter().map(i64::from).collect(),
+                other => {
+                    return Err(ExecError::Other(format!(
+                        "positions input {}: expected an integer tensor, got {other:?}",
+                        tid.0
+                    )))
+                }
+            };
+            &read_back
         }
     };
     if let Some(k) = positions.windows(2).position(|pair| pair[1] != pair[0] + 1) {
