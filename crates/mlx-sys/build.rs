@@ -32,6 +32,7 @@ const SHIM_SOURCES: &[&str] = &[
     "ops_linalg.cpp",
     "ops_nn.cpp",
     "ops_fast.cpp",
+    "ops_compiled.cpp",
 ];
 
 struct MlxLocation {

@@ -60,7 +60,8 @@ fn passes_on(dir: &Path) -> (PassReport, Graph) {
     (report, graph)
 }
 
-/// Every pass on (the rope pass is off by default on the CPU), optionally with an off-graph cache.
+/// Every pass on (the rope pass and compiled SwiGLU are off by default on the CPU), optionally with an
+/// off-graph cache.
 fn all_passes() -> BackendOptions {
     let mut options = BackendOptions::default();
     for key in [
@@ -69,6 +70,7 @@ fn all_passes() -> BackendOptions {
         option_keys::MERGE_HEADS,
         option_keys::SIMPLIFY_VIEWS,
         option_keys::BATCHED_MATMUL,
+        option_keys::COMPILE_SWIGLU,
     ] {
         options.set(BACKEND_ID, key, OptionValue::Bool(true));
     }

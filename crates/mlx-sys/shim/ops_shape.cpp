@@ -1,6 +1,9 @@
 // Shape, layout, indexing and creation ops.
+#include <cstring>
+#include <optional>
 #include <stdexcept>
 
+#include "mlx/primitives.h"
 #include "shim.h"
 
 using namespace etm;
@@ -14,18 +17,70 @@ mx::Strides to_strides(const int64_t* values, size_t n) {
   return mx::Strides(values, values + n);
 }
 
+// Where a chain of reshapes starts: the outputs of not-yet-evaluated Reshape nodes are looked through.
+// reshape(reshape(x, a), b) is reshape(x, b), and MLX does not fold the two itself; on a GPU every node
+// it encodes costs microseconds of host time, which bounds a batch-1 decode step.
+const mx::array& reshape_source(const mx::array& x) {
+  const mx::array* a = &x;
+  while (a->has_primitive() && a->inputs().size() == 1 &&
+         std::strcmp(a->primitive().name(), "Reshape") == 0) {
+    a = &a->inputs()[0];
+  }
+  return *a;
+}
+
+mx::array reshape_through_views(const mx::array& x, mx::Shape shape, mx::Stream s) {
+  return mx::reshape(reshape_source(x), std::move(shape), s);
+}
+
+// A transpose that only moves size-1 axes keeps the elements in row-major order: it is a reshape
+// (which can then merge with reshapes around it). Returns the output shape when it is one.
+std::optional<mx::Shape> transpose_as_reshape(const mx::array& x, const std::vector<int>& perm) {
+  const auto ndim = static_cast<int>(x.ndim());
+  if (static_cast<int>(perm.size()) != ndim) {
+    return std::nullopt;
+  }
+  mx::Shape shape;
+  int last_moved = -1;
+  std::vector<bool> seen(ndim, false);
+  for (int p : perm) {
+    int axis = p < 0 ? p + ndim : p;
+    if (axis < 0 || axis >= ndim || seen[axis]) {
+      return std::nullopt;  // let MLX report the bad permutation
+    }
+    seen[axis] = true;
+    shape.push_back(x.shape(axis));
+    if (x.shape(axis) != 1) {
+      if (axis < last_moved) {
+        return std::nullopt;
+      }
+      last_moved = axis;
+    }
+  }
+  return shape;
+}
+
 }  // namespace
 
 extern "C" {
 
 int etm_reshape(
     const etm_array* x, const int32_t* shape, size_t ndim, etm_stream s, etm_array** out) noexcept {
-  return guarded([&] { emit(out, mx::reshape(deref(x), to_shape(shape, ndim), to_stream(s))); });
+  return guarded(
+      [&] { emit(out, reshape_through_views(deref(x), to_shape(shape, ndim), to_stream(s))); });
 }
 
 int etm_transpose(
     const etm_array* x, const int32_t* perm, size_t n, etm_stream s, etm_array** out) noexcept {
-  return guarded([&] { emit(out, mx::transpose(deref(x), to_ints(perm, n), to_stream(s))); });
+  return guarded([&] {
+    const auto& a = deref(x);
+    auto axes = to_ints(perm, n);
+    if (auto shape = transpose_as_reshape(a, axes)) {
+      emit(out, reshape_through_views(a, std::move(*shape), to_stream(s)));
+    } else {
+      emit(out, mx::transpose(a, axes, to_stream(s)));
+    }
+  });
 }
 
 int etm_expand_dims(const etm_array* x, int axis, etm_stream s, etm_array** out) noexcept {

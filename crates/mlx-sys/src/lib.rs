@@ -217,6 +217,16 @@ unsafe extern "C" {
         s: etm_stream,
         out: *mut *mut etm_array,
     ) -> c_int;
+    /// `x * sigmoid(x)` as one compiled (fused) kernel.
+    pub fn etm_compiled_silu(x: *const etm_array, s: etm_stream, out: *mut *mut etm_array)
+        -> c_int;
+    /// `silu(gate) * up` as one compiled (fused) kernel.
+    pub fn etm_compiled_swiglu(
+        gate: *const etm_array,
+        up: *const etm_array,
+        s: etm_stream,
+        out: *mut *mut etm_array,
+    ) -> c_int;
     pub fn etm_binary(
         op: c_int,
         a: *const etm_array,

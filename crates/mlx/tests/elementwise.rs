@@ -278,3 +278,32 @@ fn where_clip_and_astype() {
         half::bf16::from_f32(0.5).to_le_bytes().to_vec()
     );
 }
+
+/// The compiled SiLU and SwiGLU kernels compute the closed forms `x / (1 + e^-x)` and `silu(g) * u`, each
+/// as one MLX node (the unfused forms take two and three).
+#[test]
+fn compiled_silu_and_swiglu_match_closed_forms_in_one_node() {
+    let _g = lock();
+    let gate = [-3.0f32, -0.5, 0.0, 0.75, 2.0, 6.0];
+    let up = [2.0f32, -1.0, 5.0, 0.5, -3.0, 1.5];
+    let silu = |x: f32| x / (1.0 + (-x).exp());
+    let (g, u) = (f32s(&gate, &[2, 3]), f32s(&up, &[2, 3]));
+    let s = ops::compiled_silu(&g, cpu()).unwrap();
+    let sw = ops::compiled_swiglu(&g, &u, cpu()).unwrap();
+    for out in [&s, &sw] {
+        let nodes = mlx::graph_primitive_counts(&[out]).unwrap();
+        assert_eq!(nodes.len(), 1, "{nodes:?}");
+        assert_eq!(nodes[0].1, 1, "{nodes:?}");
+    }
+    let want: Vec<f32> = gate.iter().map(|&x| silu(x)).collect();
+    assert_close(&read_f32(&s), &want, 1e-6);
+    let want: Vec<f32> = gate.iter().zip(up).map(|(&x, u)| silu(x) * u).collect();
+    assert_close(&read_f32(&sw), &want, 1e-6);
+    // A second shape reuses the shapeless trace and still computes elementwise.
+    let g1 = f32s(&gate[..4], &[4]);
+    assert_close(
+        &read_f32(&ops::compiled_silu(&g1, cpu()).unwrap()),
+        &gate[..4].iter().map(|&x| silu(x)).collect::<Vec<_>>(),
+        1e-6,
+    );
+}

@@ -310,3 +310,42 @@ fn full_zeros_arange() {
     assert_eq!(a32.dtype(), Dtype::Int32);
     assert_eq!(read_i32(&a32), vec![2, 4, 6]);
 }
+
+/// A transpose that only moves size-1 axes is a reshape, and reshapes of unevaluated reshapes are taken from
+/// the first input: `[1, T=1, H, D] → transpose(0, 2, 1, 3) → reshape [1, 1, H·D]` is one MLX node holding
+/// the same row-major values. A transpose that moves real axes stays a transpose.
+#[test]
+fn unit_axis_transposes_and_reshape_chains_become_one_reshape() {
+    let _g = lock();
+    let values: Vec<f32> = (0..12).map(|v| v as f32).collect();
+    let zero = f32s(&[0.0; 12], &[1, 1, 3, 4]);
+    let x = ops::binary(
+        ops::BinaryOp::Add,
+        &f32s(&values, &[1, 1, 3, 4]),
+        &zero,
+        cpu(),
+    )
+    .unwrap();
+    let heads = ops::transpose(&x, &[0, 2, 1, 3], cpu()).unwrap();
+    assert_eq!(heads.shape(), vec![1, 3, 1, 4]);
+    let flat = ops::reshape(&heads, &[1, 1, 12], cpu()).unwrap();
+    let nodes = mlx::graph_primitive_counts(&[&flat]).unwrap();
+    assert_eq!(
+        nodes,
+        vec![("Add".to_string(), 1), ("Reshape".to_string(), 1)],
+        "the transpose and the reshape merged"
+    );
+    assert_eq!(read_f32(&flat), values);
+    assert_eq!(read_f32(&heads), values);
+
+    let moved = ops::transpose(&f32s(&values, &[1, 3, 4]), &[0, 2, 1], cpu()).unwrap();
+    let nodes = mlx::graph_primitive_counts(&[&moved]).unwrap();
+    assert_eq!(nodes, vec![("Transpose".to_string(), 1)]);
+    let want: Vec<f32> = (0..4)
+        .flat_map(|c| (0..3).map(move |r| (r * 4 + c) as f32))
+        .collect();
+    assert_eq!(
+        read_f32(&ops::contiguous(&moved, false, cpu()).unwrap()),
+        want
+    );
+}

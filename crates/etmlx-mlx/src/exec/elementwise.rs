@@ -23,10 +23,17 @@ pub fn round(cx: &mut Ctx<'_>, x: Tid, out: Tid, decimals: i32) -> Result<(), Ex
     cx.set(out, r)
 }
 
-/// `x * sigmoid(x)`, as the reference composes it.
+/// `x * sigmoid(x)`, as the reference composes it. With compiled SwiGLU on (the GPU default) it is one
+/// fused kernel, and the slot remembers `x` so that a multiply of it ([`multiply`]) fuses too.
 pub fn silu(cx: &mut Ctx<'_>, x: Tid, out: Tid) -> Result<(), ExecError> {
     let s = cx.s();
     let a = cx.get(x)?;
+    if cx.compiles_swiglu() {
+        let (r, input) = (ops::compiled_silu(a, s)?, a.clone());
+        cx.set(out, r)?;
+        cx.set_silu_input(out, input);
+        return Ok(());
+    }
     let r = ops::binary(
         BinaryOp::Multiply,
         a,
@@ -34,6 +41,22 @@ pub fn silu(cx: &mut Ctx<'_>, x: Tid, out: Tid) -> Result<(), ExecError> {
         s,
     )?;
     cx.set(out, r)
+}
+
+/// `a * b`. When one side is a compiled SiLU's output of the other's shape and dtype (a gated MLP,
+/// `silu(gate) * up`), one compiled kernel computes it from `gate` directly: the SiLU node then feeds
+/// nothing and MLX never runs it. Floating-point products commute, so either order gives the same bits.
+pub fn multiply(cx: &mut Ctx<'_>, a: Tid, b: Tid, out: Tid) -> Result<(), ExecError> {
+    for (silu, other) in [(a, b), (b, a)] {
+        let (Some(gate), up) = (cx.silu_input(silu), cx.get(other)?) else {
+            continue;
+        };
+        if gate.shape() == up.shape() && gate.dtype() == up.dtype() {
+            let r = ops::compiled_swiglu(gate, up, cx.s())?;
+            return cx.set(out, r);
+        }
+    }
+    binary(cx, BinaryOp::Multiply, a, b, out)
 }
 
 /// GELU: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` when `approximate == "tanh"`, else the exact

@@ -135,7 +135,7 @@ pub fn dispatch(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
         // ---- binary elementwise
         Op::Add { a, b, out } => binary(cx, BinaryOp::Add, *a, *b, *out),
         Op::Subtract { a, b, out } => binary(cx, BinaryOp::Subtract, *a, *b, *out),
-        Op::Multiply { a, b, out } => binary(cx, BinaryOp::Multiply, *a, *b, *out),
+        Op::Multiply { a, b, out } => elementwise::multiply(cx, *a, *b, *out),
         Op::Divide { a, b, out } => binary(cx, BinaryOp::Divide, *a, *b, *out),
         Op::Remainder { a, b, out } => binary(cx, BinaryOp::Remainder, *a, *b, *out),
         Op::Power { a, b, out } => binary(cx, BinaryOp::Power, *a, *b, *out),

@@ -98,6 +98,9 @@ pub struct Transient {
     pub values: Vec<Option<Value>>,
     /// Host copies of small integer tensors, parallel to `tensors` (see [`HostInts`]).
     pub host_ints: Vec<Option<HostInts>>,
+    /// For a slot holding a compiled SiLU's output, that SiLU's input, parallel to `tensors`: a multiply of
+    /// the slot then builds one fused `silu(gate) * up` instead (see `elementwise::silu`).
+    pub silu_inputs: Vec<Option<Array>>,
 }
 
 /// The values of a small integer tensor known on the host without evaluating anything: a delegate input copied
@@ -156,12 +159,14 @@ impl Transient {
             tensors: vec![None; n as usize],
             values: vec![None; graph.num_values as usize],
             host_ints: vec![None; n as usize],
+            silu_inputs: vec![None; n as usize],
         }
     }
     pub fn clear(&mut self) {
         self.tensors.iter_mut().for_each(|t| *t = None);
         self.values.iter_mut().for_each(|v| *v = None);
         self.host_ints.iter_mut().for_each(|h| *h = None);
+        self.silu_inputs.iter_mut().for_each(|x| *x = None);
     }
 }
 
@@ -207,9 +212,12 @@ impl Ctx<'_> {
             }
             Location::MutableBuffer(i) => self.persistent.mutable_buffers.get_mut(i),
             Location::Transient(i) => {
-                // A slot's host copy describes what it held before.
+                // A slot's host copy and SiLU input describe what it held before.
                 if let Some(h) = self.transient.host_ints.get_mut(i) {
                     *h = None;
+                }
+                if let Some(x) = self.transient.silu_inputs.get_mut(i) {
+                    *x = None;
                 }
                 self.transient.tensors.get_mut(i)
             }
@@ -233,6 +241,30 @@ impl Ctx<'_> {
                 *h = values;
             }
         }
+    }
+
+    /// The input of the compiled SiLU whose output slot `tid` holds, if it holds one.
+    pub fn silu_input(&self, tid: Tid) -> Option<&Array> {
+        match self.layout.locate(tid).ok()? {
+            Location::Transient(i) => self.transient.silu_inputs.get(i)?.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Records that slot `tid` now holds `silu(input)` (call right after `set`).
+    pub fn set_silu_input(&mut self, tid: Tid, input: Array) {
+        if let Ok(Location::Transient(i)) = self.layout.locate(tid) {
+            if let Some(x) = self.transient.silu_inputs.get_mut(i) {
+                *x = Some(input);
+            }
+        }
+    }
+
+    /// Whether SiLU and gated multiplies run as compiled kernels ([`crate::backend::option_keys::COMPILE_SWIGLU`]).
+    pub fn compiles_swiglu(&self) -> bool {
+        self.options
+            .compile_swiglu
+            .unwrap_or(self.stream.device().device_type == mlx::DeviceType::Gpu)
     }
 
     /// Takes the array out of a writable slot, for in-place updates: the caller builds the updated

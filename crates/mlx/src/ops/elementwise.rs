@@ -158,6 +158,22 @@ pub fn binary(op: BinaryOp, a: &Array, b: &Array, s: Stream) -> Result<Array> {
     .map_err(|e| e.with_detail(op))
 }
 
+/// `x * sigmoid(x)` as one fused kernel (`mx::compile`): one MLX node instead of two.
+pub fn compiled_silu(x: &Array, s: Stream) -> Result<Array> {
+    // SAFETY: valid handle borrowed for the call.
+    Array::produce("compiled_silu", |out| unsafe {
+        mlx_sys::etm_compiled_silu(x.as_ptr(), s.raw(), out)
+    })
+}
+
+/// `silu(gate) * up` as one fused kernel (`mx::compile`): one MLX node instead of three.
+pub fn compiled_swiglu(gate: &Array, up: &Array, s: Stream) -> Result<Array> {
+    // SAFETY: valid handles borrowed for the call.
+    Array::produce("compiled_swiglu", |out| unsafe {
+        mlx_sys::etm_compiled_swiglu(gate.as_ptr(), up.as_ptr(), s.raw(), out)
+    })
+}
+
 /// Rounds half to even at `decimals` decimal places.
 pub fn round(x: &Array, decimals: i32, s: Stream) -> Result<Array> {
     // SAFETY: valid handle borrowed for the call.

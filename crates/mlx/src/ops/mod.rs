@@ -8,7 +8,9 @@ mod reduce;
 mod shape;
 
 pub use conv::{conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d};
-pub use elementwise::{astype, binary, clip, round, unary, where_, BinaryOp, UnaryOp};
+pub use elementwise::{
+    astype, binary, clip, compiled_silu, compiled_swiglu, round, unary, where_, BinaryOp, UnaryOp,
+};
 pub use linalg::{
     addmm, dequantize, gather_mm, gather_qmm, matmul, quantize, quantized_matmul, Quantization,
     Quantized,
