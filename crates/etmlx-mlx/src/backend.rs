@@ -56,6 +56,9 @@ pub mod option_keys {
     /// Bool: graph pass viewing a fused q/k/v product as heads once and splitting the heads (after
     /// `fuse_projections`). On by default.
     pub const MERGE_HEADS: &str = "merge_heads";
+    /// Bool: graph pass rotating the q and k parts of one head split with one rope instead of two (after
+    /// `merge_heads`). On by default.
+    pub const PAIR_ROPES: &str = "pair_ropes";
     /// Bool: graph pass merging chained reshapes, transposes and expand-dims. On by default.
     pub const SIMPLIFY_VIEWS: &str = "simplify_views";
     /// Bool: graph pass running rank-3 × 2-D products batched, without MLX's flatten/unflatten. On by default.
@@ -154,6 +157,7 @@ pub struct ExecOptions {
     pub fuse_rope: Option<bool>,
     pub fuse_projections: Option<bool>,
     pub merge_heads: Option<bool>,
+    pub pair_ropes: Option<bool>,
     pub simplify_views: Option<bool>,
     pub batched_matmul: Option<bool>,
     /// `None` takes the device's default (see [`option_keys::COMPILE_SWIGLU`]).
@@ -167,6 +171,7 @@ impl ExecOptions {
             fuse_rope: self.fuse_rope.unwrap_or(device == DeviceType::Gpu),
             fuse_projections: self.fuse_projections.unwrap_or(true) && !self.skip_folding,
             merge_heads: self.merge_heads.unwrap_or(true),
+            pair_ropes: self.pair_ropes.unwrap_or(true),
             simplify_views: self.simplify_views.unwrap_or(true),
             batched_matmul: self.batched_matmul.unwrap_or(true),
         }
@@ -205,6 +210,7 @@ impl ExecOptions {
                     o.fuse_projections = Some(*b)
                 }
                 (option_keys::MERGE_HEADS, OptionValue::Bool(b)) => o.merge_heads = Some(*b),
+                (option_keys::PAIR_ROPES, OptionValue::Bool(b)) => o.pair_ropes = Some(*b),
                 (option_keys::SIMPLIFY_VIEWS, OptionValue::Bool(b)) => o.simplify_views = Some(*b),
                 (option_keys::BATCHED_MATMUL, OptionValue::Bool(b)) => o.batched_matmul = Some(*b),
                 (option_keys::COMPILE_SWIGLU, OptionValue::Bool(b)) => o.compile_swiglu = Some(*b),
@@ -252,6 +258,8 @@ pub struct MlxHandle {
     executes: u64,
     /// Inputs the graph passes assume hold consecutive positions (checked on every execute).
     consecutive_inputs: Vec<Tid>,
+    /// With `last_position_outputs`, the outputs no op reads back (see [`exec::Ctx::last_position_product`]).
+    last_position_products: Vec<Tid>,
     /// Keeps the constants and load-time state shared with other handles alive (see [`crate::weights`]).
     _shared: Option<StateLease>,
 }
@@ -342,6 +350,11 @@ impl MlxHandle {
         shared: Option<StateLease>,
     ) -> Result<MlxHandle, ExecError> {
         let mutable_buffers = zero_mutable_buffers(&state.graph, stream)?;
+        let last_position_products = if options.last_position_outputs {
+            unread_outputs(&state.graph)
+        } else {
+            Vec::new()
+        };
         Ok(MlxHandle {
             layout: Layout::new(&state.graph),
             transient: Transient::new(&state.graph),
@@ -356,6 +369,7 @@ impl MlxHandle {
             cache,
             executes: 0,
             consecutive_inputs: state.consecutive_inputs,
+            last_position_products,
             _shared: shared,
         })
     }
@@ -390,6 +404,7 @@ impl MlxHandle {
             is_init_chain,
             cache: cache_guard.as_deref_mut(),
             options: &self.options,
+            last_position_products: &self.last_position_products,
         };
         f(&mut cx)
     }
@@ -563,6 +578,22 @@ impl MlxHandle {
             _ => None,
         })
     }
+}
+
+/// The tensor outputs of `graph` that no op of its main chain reads.
+fn unread_outputs(graph: &Graph) -> Vec<Tid> {
+    let mut read = std::collections::HashSet::new();
+    for op in graph.chains.get(graph.main_chain).into_iter().flatten() {
+        op.for_each_input_tid(|t| {
+            read.insert(t);
+        });
+    }
+    graph
+        .output_map
+        .iter()
+        .filter_map(|slot| slot.tid())
+        .filter(|t| !read.contains(t))
+        .collect()
 }
 
 /// The values of a small integer input argument, kept on the host beside its MLX copy.

@@ -118,6 +118,8 @@ fn check_logits(name: &str, options: BackendOptions) {
 
 #[test]
 fn every_mode_loses_the_decomposed_rope_the_separate_projections_and_the_2d_products() {
+    // Per layer after the passes: one q/k/v product split into [q+k, v] heads, one rope of q and k together
+    // split into q and k, one gate/up product split in two.
     // (fixture, host reads of cache_position[0] left: the custom-cache exports read it for their cache writes
     // and again for the attention window; the second read becomes a copy of the first).
     for (name, item_reads) in [
@@ -131,7 +133,8 @@ fn every_mode_loses_the_decomposed_rope_the_separate_projections_and_the_2d_prod
         let histogram = graph.op_histogram();
         let count = |op: &str| histogram.get(op).copied().unwrap_or(0);
         assert_eq!(report.ropes, 4, "{name}: q and k of two layers");
-        assert_eq!(count("Rope"), 4, "{name}");
+        assert_eq!(report.paired_ropes, 2, "{name}: q with k, per layer");
+        assert_eq!(count("Rope"), 2, "{name}");
         assert_eq!(
             (count("Neg"), count("Cos"), count("Sin")),
             (0, 0, 0),
@@ -141,7 +144,7 @@ fn every_mode_loses_the_decomposed_rope_the_separate_projections_and_the_2d_prod
             report.fused_projections, 10,
             "{name}: q/k/v + gate/up of two layers"
         );
-        assert_eq!(count("Split"), 4, "{name}");
+        assert_eq!(count("Split"), 6, "{name}");
         assert_eq!(report.merged_heads, 2, "{name}: one q/k/v split per layer");
         assert!(
             report.ops_after + 20 < report.ops_before,
@@ -213,4 +216,39 @@ fn fused_rope_refuses_positions_that_are_not_consecutive() {
     options.set(BACKEND_ID, option_keys::FUSE_ROPE, OptionValue::Bool(false));
     let mut method = open(&dir, options).load_method("forward").expect("load");
     run(&mut method, &inputs);
+}
+
+/// With `last_position_outputs` the vocabulary projection runs on the last position only; the prefill logits
+/// it returns are HF's last row (the export returns every position).
+#[test]
+fn last_position_outputs_project_only_the_last_row() {
+    for name in ["tiny_llama_custom", "tiny_llama_custom_4w"] {
+        let dir = fixture(name);
+        let (rtol, atol) = tolerance(&dir);
+        let mut options = all_passes();
+        options.set(
+            BACKEND_ID,
+            option_keys::LAST_POSITION_OUTPUTS,
+            OptionValue::Bool(true),
+        );
+        let program = open(&dir, options);
+        let mut method = program.load_method("forward").expect("load");
+        let got = as_f32(run(&mut method, &read_bin(&dir.join("input_prefill.bin")))[0].clone());
+        let want = as_f32(read_bin(&dir.join("expected_prefill_logits.bin"))[0].clone());
+        let (t, vocab) = (want.sizes[1] as usize, want.sizes[2] as usize);
+        assert!(t > 1, "{name}: a multi-token prefill");
+        assert_eq!(got.sizes, vec![1, 1, vocab as _], "{name}");
+        let last_row = HostTensor {
+            sizes: vec![1, 1, vocab as _],
+            bytes: want.bytes[(t - 1) * vocab * 4..].to_vec(),
+            ..want
+        };
+        assert_close(
+            &format!("{name} last position"),
+            &got,
+            &last_row,
+            rtol,
+            atol,
+        );
+    }
 }

@@ -624,3 +624,69 @@ fn chained_views_merge_into_one_view_each() {
     let got = execute(merged, vec![], &inputs);
     assert_close("chained views", &got, &want, 0.0);
 }
+
+// ---- Rope pairs
+
+/// q and k parts of a head split [1, 4, 3, 8] (q: 2 heads, k: 1, v: 1) each rotated by a rope at the
+/// position offset in input t1: input heads t0, outputs q t2, k t3, v t4, temps t5, t6. `k_base` is the
+/// rope base of k (q's is 10000).
+fn rope_pair_graph(k_base: f32) -> Graph {
+    let lit = IntOrVid::Lit;
+    let rope = |x: u32, out: u32, base: f32| Op::Rope {
+        x: Tid(x),
+        out: Tid(out),
+        dims: 8,
+        offset: etmlx_mlx::ir::VidOrTid::Tid(Tid(1)),
+        freqs: None,
+        traditional: false,
+        base,
+        scale: 1.0,
+    };
+    graph(
+        vec![],
+        vec![meta(&[1, 4, 3, 8], F32), meta(&[], 3)],
+        vec![
+            meta(&[1, 2, 3, 8], F32),
+            meta(&[1, 1, 3, 8], F32),
+            meta(&[1, 1, 3, 8], F32),
+        ],
+        2,
+        vec![
+            Op::Split {
+                x: Tid(0),
+                outs: vec![Tid(5), Tid(6), Tid(4)],
+                sizes: vec![lit(2), lit(1), lit(1)],
+                axis: 1,
+            },
+            rope(5, 2, 10000.0),
+            rope(6, 3, k_base),
+        ],
+    )
+}
+
+#[test]
+fn q_and_k_ropes_of_one_head_split_become_one_rope_with_the_same_values() {
+    let (paired, report) = rewritten(
+        rope_pair_graph(10000.0),
+        PassOptions::default(),
+        &Scalars(vec![]),
+    );
+    assert_eq!(report.paired_ropes, 1);
+    assert_eq!((count(&paired, "Rope"), count(&paired, "Split")), (1, 2));
+    let inputs = [
+        (0, f32s(&wave(96, 0.3), &[1, 4, 3, 8])),
+        (1, Array::from_slice(&[5i32], &[]).expect("offset")),
+    ];
+    let want = execute(rope_pair_graph(10000.0), vec![], &inputs);
+    let got = execute(paired, vec![], &inputs);
+    // One rope over the q and k heads does per head exactly what the two ropes did.
+    assert_close("paired ropes", &got, &want, 0.0);
+
+    // Ropes that rotate differently stay two.
+    let (apart, report) = rewritten(
+        rope_pair_graph(500000.0),
+        PassOptions::default(),
+        &Scalars(vec![]),
+    );
+    assert_eq!((report.paired_ropes, count(&apart, "Rope")), (0, 2));
+}

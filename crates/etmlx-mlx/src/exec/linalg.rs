@@ -23,6 +23,8 @@ pub fn addmm(
 ) -> Result<(), ExecError> {
     let s = cx.s();
     let (a, b) = (cx.get(mat1)?, cx.get(mat2)?);
+    let last = cx.last_position_product(a, out)?;
+    let a = last.as_ref().unwrap_or(a);
     let r = match cx.get_opt(bias)? {
         Some(c) => ops::addmm(c, a, b, alpha, beta, s)?,
         None => ops::matmul(a, b, s)?,
@@ -56,6 +58,8 @@ pub fn quantized_matmul(
         cx.get_opt(biases)?,
         cx.s(),
     );
+    let last = cx.last_position_product(xa, out)?;
+    let xa = last.as_ref().unwrap_or(xa);
     // MLX 0.32.4's CUDA quantized matmul gives wrong results when each weight row is a single
     // quantization group (official suite on an H100: int4 with in_features == group_size, bf16).
     // Such layers are tiny, so they take the always-correct dequantize + matmul path there.

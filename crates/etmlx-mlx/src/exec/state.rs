@@ -181,6 +181,8 @@ pub struct Ctx<'a> {
     pub is_init_chain: bool,
     pub cache: Option<&'a mut crate::cache::SequenceCache>,
     pub options: &'a crate::backend::ExecOptions,
+    /// Outputs whose products only need their last position (see [`Ctx::last_position_product`]).
+    pub last_position_products: &'a [Tid],
 }
 
 impl Ctx<'_> {
@@ -258,6 +260,27 @@ impl Ctx<'_> {
                 *x = Some(input);
             }
         }
+    }
+
+    /// The rows of `x` a product writing `out` needs: with `last_position_outputs` only the last position of a
+    /// rank-3 `x` [B, T, K] reaches the caller when `out` is an output nothing reads back (an LLM's logits), so
+    /// the product is computed for that row alone. For a prefill of T tokens that skips T - 1 rows of the
+    /// largest product of the model (the vocabulary projection); the output is the [B, 1, N] that
+    /// `last_position_outputs` returns anyway.
+    pub fn last_position_product(&self, x: &Array, out: Tid) -> Result<Option<Array>, ExecError> {
+        if !self.last_position_products.contains(&out) {
+            return Ok(None);
+        }
+        Ok(match x.shape()[..] {
+            [b, t, k] if t > 1 => Some(mlx::ops::slice(
+                x,
+                &[0, t - 1, 0],
+                &[b, t, k],
+                &[1, 1, 1],
+                self.stream,
+            )?),
+            _ => None,
+        })
     }
 
     /// Whether SiLU and gated multiplies run as compiled kernels ([`crate::backend::option_keys::COMPILE_SWIGLU`]).

@@ -8,6 +8,7 @@
 //! 2. [`fuse_projections`]: q/k/v and gate/up products of one input → one product and a split (weights
 //!    concatenated once at load by `exec::fold`);
 //! 3. [`merge_heads`]: a fused q/k/v product viewed as heads once, then split along the heads;
+//!    then [`pair_ropes`]: the q and k parts of that split rotated by one rope;
 //! 4. [`views`]: chained reshapes / transposes / expand-dims merged;
 //! 5. [`batched_matmul`]: rank-3 × 2-D products without MLX's flatten/unflatten around them;
 //!
@@ -18,6 +19,7 @@ pub mod batched_matmul;
 pub mod fuse_projections;
 pub mod infer;
 pub mod merge_heads;
+pub mod pair_ropes;
 pub mod rope;
 pub mod ssa;
 pub mod views;
@@ -31,6 +33,8 @@ pub struct PassOptions {
     pub fuse_projections: bool,
     /// Runs only after `fuse_projections` (it rewrites the splits that pass writes).
     pub merge_heads: bool,
+    /// Runs after `merge_heads`, on the ropes `fuse_rope` wrote (or the export had).
+    pub pair_ropes: bool,
     pub simplify_views: bool,
     pub batched_matmul: bool,
 }
@@ -47,13 +51,18 @@ impl PassOptions {
             fuse_rope: on,
             fuse_projections: on,
             merge_heads: on,
+            pair_ropes: on,
             simplify_views: on,
             batched_matmul: on,
         }
     }
 
     fn any(&self) -> bool {
-        self.fuse_rope || self.fuse_projections || self.simplify_views || self.batched_matmul
+        self.fuse_rope
+            || self.fuse_projections
+            || self.pair_ropes
+            || self.simplify_views
+            || self.batched_matmul
     }
 }
 
@@ -84,6 +93,8 @@ pub struct PassReport {
     pub fused_projections: usize,
     /// Fused products viewed as heads once.
     pub merged_heads: usize,
+    /// Rope pairs (q and k) rotated as one.
+    pub paired_ropes: usize,
     /// Chained views merged.
     pub simplified_views: usize,
     /// Products rewritten as batched.
@@ -122,15 +133,23 @@ pub fn run(graph: &mut Graph, options: &PassOptions, constants: &dyn ConstantVal
             report.merged_heads = merge_heads::run(graph);
         }
     }
+    if options.pair_ropes {
+        // The ops the earlier rewrites left dead would count as extra readers of the parts.
+        report.dead_ops += ssa::eliminate_dead_ops(graph, &ssa);
+        report.paired_ropes = pair_ropes::run(graph);
+    }
     if options.simplify_views {
         report.simplified_views = views::run(graph, &ssa);
     }
     if options.batched_matmul {
         report.batched_matmuls = batched_matmul::run(graph);
     }
-    report.dead_ops = ssa::eliminate_dead_ops(graph, &ssa);
-    let rewrites =
-        report.ropes + report.fused_projections + report.simplified_views + report.batched_matmuls;
+    report.dead_ops += ssa::eliminate_dead_ops(graph, &ssa);
+    let rewrites = report.ropes
+        + report.fused_projections
+        + report.paired_ropes
+        + report.simplified_views
+        + report.batched_matmuls;
     if rewrites == 0 {
         // Nothing matched: keep the exporter's slots exactly.
         *graph = original;

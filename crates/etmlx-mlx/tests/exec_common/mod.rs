@@ -95,6 +95,7 @@ impl Harness {
             is_init_chain: false,
             cache: None,
             options: &self.options,
+            last_position_products: &[],
         }
     }
 
