@@ -41,6 +41,11 @@ pub struct BenchArgs {
     /// Default 128 (skipped with a note when the export's context is shorter).
     #[arg(short = 'n', long = "gen", value_delimiter = ',')]
     pub gen: Vec<usize>,
+    /// Context depth of the decode tests (llama-bench's `-d`): each tgN runs after an untimed prompt of
+    /// DEPTH + 1 tokens instead of 1, and is reported as `tgN@dDEPTH`. Attention cost grows with depth (on
+    /// CUDA, MLX switches one-query attention from its vector kernel to cuDNN at 256 cached keys).
+    #[arg(short = 'd', long = "depth", default_value_t = 0)]
+    pub depth: usize,
     /// Measured repetitions of each test.
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     pub repetitions: usize,
@@ -248,22 +253,24 @@ pub fn plan(args: &BenchArgs, max_ctx_len: usize, static_tokens: bool) -> Result
         }
         args.prompt.iter().copied().filter(|&p| p > 0).collect()
     };
-    // Decode uses positions 0 (the 1-token prompt) through n.
+    // Decode uses positions 0..=depth (the prompt) through depth + n.
+    let depth = args.depth;
     let gens = if args.gen.is_empty() {
-        if DEFAULT_GEN < max_ctx_len {
+        if depth + DEFAULT_GEN < max_ctx_len {
             vec![DEFAULT_GEN]
         } else {
             skipped.push(format!(
                 "tg{DEFAULT_GEN} skipped: it needs {} positions and the export's context is {max_ctx_len} (choose lengths with -n)",
-                DEFAULT_GEN + 1
+                depth + DEFAULT_GEN + 1
             ));
             Vec::new()
         }
     } else {
-        if let Some(&n) = args.gen.iter().find(|&&n| n >= max_ctx_len) {
+        if let Some(&n) = args.gen.iter().find(|&&n| depth + n >= max_ctx_len) {
             bail!(
-                "generating {n} tokens after a 1-token prompt needs {} positions; the export's context is {max_ctx_len}",
-                n + 1
+                "generating {n} tokens after a {}-token prompt needs {} positions; the export's context is {max_ctx_len}",
+                depth + 1,
+                depth + n + 1
             );
         }
         args.gen.iter().copied().filter(|&n| n > 0).collect()
@@ -344,9 +351,9 @@ impl Runner {
         Ok(started.elapsed().as_secs_f64())
     }
 
-    /// `steps` decode steps after an untimed 1-token prompt; returns (seconds, host argmax seconds).
-    fn decode(&mut self, steps: usize) -> Result<(f64, f64)> {
-        let first = self.rng.tokens(1, self.vocab);
+    /// `steps` decode steps after an untimed prompt of `depth + 1` tokens; returns (seconds, host argmax seconds).
+    fn decode(&mut self, steps: usize, depth: usize) -> Result<(f64, f64)> {
+        let first = self.rng.tokens(depth + 1, self.vocab);
         match self.decode_path {
             DecodePath::DevicePipelined => self.decode_pipelined(&first, steps),
             DecodePath::Host => self.decode_host(&first, steps),
@@ -355,10 +362,15 @@ impl Runner {
 
     fn decode_host(&mut self, first: &[u32], steps: usize) -> Result<(f64, f64)> {
         self.generator.reset()?;
-        let mut out = self.step(first, 0)?;
+        let chunk = self.chunk;
+        let mut out = None;
+        for (i, piece) in first.chunks(chunk).enumerate() {
+            out = Some(self.step(piece, i * chunk)?);
+        }
+        let mut out = out.context("an empty prompt")?;
         let mut argmax_s = 0.0;
         let started = Instant::now();
-        for position in 1..=steps {
+        for position in first.len()..first.len() + steps {
             let picked = Instant::now();
             let next = match &out {
                 StepOutput::Logits(logits) => etmlx_llm::sampler::argmax(logits).unwrap_or(0),
@@ -402,6 +414,15 @@ impl Runner {
             _ => 0.0,
         };
         Ok((secs, 0.0))
+    }
+}
+
+/// `tg128`, or `tg128@d1024` at a context depth (as llama-bench writes `tg128 @ d1024`).
+fn decode_name(n: usize, depth: usize) -> String {
+    if depth == 0 {
+        format!("tg{n}")
+    } else {
+        format!("tg{n}@d{depth}")
     }
 }
 
@@ -457,7 +478,7 @@ pub fn run(
             r.prefill(&tokens).context("warm-up prefill")?;
         }
         if let Some(&n) = gens.iter().max() {
-            r.decode(n.min(WARMUP_DECODE_STEPS))
+            r.decode(n.min(WARMUP_DECODE_STEPS), args.depth)
                 .context("warm-up decode")?;
         }
     }
@@ -488,9 +509,9 @@ pub fn run(
         let mut secs = Vec::with_capacity(args.repetitions);
         let mut argmax_s = 0.0;
         for rep in 0..args.repetitions {
-            let (s, a) = r
-                .decode(n)
-                .with_context(|| format!("tg{n}, repetition {}", rep + 1))?;
+            let (s, a) = r.decode(n, args.depth).with_context(|| {
+                format!("{}, repetition {}", decode_name(n, args.depth), rep + 1)
+            })?;
             secs.push(s);
             argmax_s += a;
         }
@@ -499,7 +520,7 @@ pub fn run(
         let profile = args
             .profile
             .then(|| call_profile(&timings, &secs, n * args.repetitions, argmax_s));
-        decode.push(result(format!("tg{n}"), n, n, &secs, profile)?);
+        decode.push(result(decode_name(n, args.depth), n, n, &secs, profile)?);
     }
     let peak_memory_bytes = prefill
         .iter()
@@ -893,6 +914,36 @@ mod tests {
         assert!(plan(&parse(&["m.pte", "-p", "0", "-n", "0"]), 64, false).is_err());
         assert!(plan(&parse(&["m.pte", "-r", "0"]), 4096, false).is_err());
         assert!(plan(&ok, 64, true).is_err());
+    }
+
+    #[test]
+    fn decode_depth_counts_the_longer_prompt_against_the_context() {
+        // 128 steps after a 101-token prompt use positions 0..=228 of 256.
+        let p = plan(
+            &parse(&["m.pte", "-p", "0", "-n", "128", "-d", "100"]),
+            256,
+            false,
+        );
+        assert_eq!(p.expect("fits").gens, vec![128]);
+        // After a 129-token prompt they need 257 positions.
+        let e = plan(&parse(&["m.pte", "-n", "128", "-d", "128"]), 256, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("129-token prompt") && e.contains("257 positions"),
+            "{e}"
+        );
+        // The default tg128 is skipped with a note when the depth leaves no room for it.
+        let p = plan(&parse(&["m.pte", "-p", "64", "-d", "200"]), 256, false).expect("pp64 runs");
+        assert!(
+            p.gens.is_empty() && p.skipped[0].contains("329 positions"),
+            "{:?}",
+            p.skipped
+        );
+        assert_eq!(
+            (decode_name(128, 0), decode_name(128, 1024)),
+            ("tg128".into(), "tg128@d1024".into())
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ struct Inputs {
     cache: Array,
     update: Array,
     keys: Array,
+    short_keys: Array,
 }
 
 type Step = dyn Fn(&Inputs, &Array, usize, Stream) -> Result<Array>;
@@ -123,7 +124,15 @@ fn cases() -> Vec<(&'static str, &'static str, Box<Step>)> {
             }),
         ),
         (
-            "sdpa (512 keys)",
+            "sdpa (200 keys: sdpa_vector)",
+            "heads1",
+            Box::new(|c, x, _, s| {
+                let k = &c.short_keys;
+                mlx::fast::scaled_dot_product_attention(x, k, k, 0.125, "", None, None, s)
+            }),
+        ),
+        (
+            "sdpa (512 keys: cuDNN on CUDA)",
             "heads1",
             Box::new(|c, x, _, s| {
                 mlx::fast::scaled_dot_product_attention(
@@ -156,6 +165,7 @@ fn main() -> Result<()> {
     let quantized = ops::quantize(&w, &QUANT, s)?;
     let cache = bf16(&[1, 8, 4096, 64], 0.01)?;
     let keys = ops::slice(&cache, &[0, 0, 0, 0], &[1, 8, 512, 64], &[1, 1, 1, 1], s)?;
+    let short_keys = ops::slice(&cache, &[0, 0, 0, 0], &[1, 8, 200, 64], &[1, 1, 1, 1], s)?;
     let c = Inputs {
         x: bf16(&[1, 1, HIDDEN], 0.01)?,
         y: bf16(&[1, 1, HIDDEN], 0.02)?,
@@ -168,6 +178,7 @@ fn main() -> Result<()> {
         quantized,
         cache,
         keys,
+        short_keys,
     };
     let heads1 = bf16(&[1, 32, 1, 64], 0.01)?;
     let q = &c.quantized;
@@ -181,7 +192,14 @@ fn main() -> Result<()> {
         &c.w_t3,
         &c.cache,
     ];
-    ready.extend([&c.update, &c.keys, &q.weights, &q.scales, &heads1]);
+    ready.extend([
+        &c.update,
+        &c.keys,
+        &c.short_keys,
+        &q.weights,
+        &q.scales,
+        &heads1,
+    ]);
     ready.extend(q.biases.as_ref());
     mlx::eval(&ready)?;
 
