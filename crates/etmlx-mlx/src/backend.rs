@@ -567,16 +567,10 @@ impl MlxHandle {
 
     /// With `last_position_outputs`, the last position [B, 1, X] of a rank-3 output [B, T, X] with T > 1.
     pub(crate) fn last_position_view(&self, output: &Array) -> Result<Option<Array>, ExecError> {
-        Ok(match output.shape()[..] {
-            [b, t, x] if self.options.last_position_outputs && t > 1 => Some(mlx::ops::slice(
-                output,
-                &[0, t - 1, 0],
-                &[b, t, x],
-                &[1, 1, 1],
-                self.stream,
-            )?),
-            _ => None,
-        })
+        if !self.options.last_position_outputs {
+            return Ok(None);
+        }
+        exec::state::last_position(output, self.stream)
     }
 }
 

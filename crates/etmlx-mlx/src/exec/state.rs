@@ -170,6 +170,20 @@ impl Transient {
     }
 }
 
+/// The last position [B, 1, X] of a rank-3 `x` [B, T, X] with T > 1; `None` for anything else.
+pub fn last_position(x: &Array, stream: Stream) -> Result<Option<Array>, ExecError> {
+    Ok(match x.shape()[..] {
+        [b, t, k] if t > 1 => Some(mlx::ops::slice(
+            x,
+            &[0, t - 1, 0],
+            &[b, t, k],
+            &[1, 1, 1],
+            stream,
+        )?),
+        _ => None,
+    })
+}
+
 /// What op functions see: the graph, the slots, the stream, and whether this is the init chain
 /// (the only time constants may be written).
 pub struct Ctx<'a> {
@@ -271,16 +285,7 @@ impl Ctx<'_> {
         if !self.last_position_products.contains(&out) {
             return Ok(None);
         }
-        Ok(match x.shape()[..] {
-            [b, t, k] if t > 1 => Some(mlx::ops::slice(
-                x,
-                &[0, t - 1, 0],
-                &[b, t, k],
-                &[1, 1, 1],
-                self.stream,
-            )?),
-            _ => None,
-        })
+        last_position(x, self.stream)
     }
 
     /// Whether SiLU and gated multiplies run as compiled kernels ([`crate::backend::option_keys::COMPILE_SWIGLU`]).
