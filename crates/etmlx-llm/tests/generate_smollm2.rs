@@ -39,9 +39,32 @@ fn messages(case: &serde_json::Value) -> Vec<Message> {
 
 #[test]
 fn smollm2_fp32_greedy_matches_hf() {
+    greedy_matches_hf("smollm2_fp32_greedy_matches_hf", ModelOptions::default());
+}
+
+/// The same with the rewrites that are on by default only on the GPU (fused RoPE, compiled SwiGLU) forced on,
+/// on whatever device runs the test: the rewritten graph of a real model still generates HF's ids.
+#[test]
+fn smollm2_fp32_greedy_matches_hf_with_the_gpu_rewrites() {
+    use etmlx_mlx::backend::option_keys;
+    let mut options = ModelOptions::default();
+    for key in [option_keys::FUSE_ROPE, option_keys::COMPILE_SWIGLU] {
+        options.backend.set(
+            etmlx_mlx::BACKEND_ID,
+            key,
+            etmlx_runtime::OptionValue::Bool(true),
+        );
+    }
+    greedy_matches_hf(
+        "smollm2_fp32_greedy_matches_hf_with_the_gpu_rewrites",
+        options,
+    );
+}
+
+fn greedy_matches_hf(test: &str, model_options: ModelOptions) {
     let Some(pte) = export_path() else {
         eprintln!(
-            "NOTICE: smollm2_fp32_greedy_matches_hf did not run: no SmolLM2 fp32 export found (set \
+            "NOTICE: {test} did not run: no SmolLM2 fp32 export found (set \
              ETMLX_SMOLLM2_PTE or run tools/demo.sh, which writes ~/.cache/etmlx/models/smollm2/pte/smollm2-fp32.pte); \
              see crates/etmlx-llm/tests/conditional_tests.txt"
         );
@@ -51,8 +74,7 @@ fn smollm2_fp32_greedy_matches_hf() {
     let max_new = reference["max_new_tokens"]
         .as_u64()
         .expect("max_new_tokens") as usize;
-    let mut g =
-        Generator::load(&pte, Some(&common::smollm2_dir()), ModelOptions::default()).expect("load");
+    let mut g = Generator::load(&pte, Some(&common::smollm2_dir()), model_options).expect("load");
     assert_eq!(
         g.stop_ids().ids(),
         common::ids(&reference["stop_ids"]),
