@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -151,44 +152,67 @@ def run_plan(args) -> int:
     only = re.compile(args.only) if args.only else None
     machine = machine_info(args.plan, args.python_torch)
     print(f"[harness] machine: {json.dumps(machine)}", flush=True)
+    entries = [e for e in PLANS[args.plan] if not only or only.search(f"{e[2]} {e[0]}-{e[1]}")]
     failures = 0
     with open(out / "log.txt", "a") as log:
-        for workload, variant, runtime, opts in PLANS[args.plan]:
-            label = f"{runtime} {workload}-{variant}"
-            if only and not only.search(label):
-                continue
-            cmd = command_for(workload, variant, runtime, opts, args, device)
-            record = dict(workload=workload, variant=variant, runtime=runtime, machine=machine,
-                          command=" ".join(shlex.quote(c) for c in cmd), load_before=load_average(),
-                          mlx_env={k: v for k, v in os.environ.items() if k.startswith("MLX_")},
-                          lever=args.lever,
-                          date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-            missing = [p for p in (expand(opts[k], args) for k in ("pte", "hf_dir", "gguf") if k in opts) if not Path(p).exists()]
-            t0 = time.time()
-            if missing:
-                record["error"] = f"missing input: {missing[0]}"
-            else:
-                log.write(f"== {label}: {record['command']}\n")
-                log.flush()
-                try:
-                    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, timeout=args.timeout)
-                    last = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
-                    if res.returncode != 0 or not last.startswith("{"):
-                        record["error"] = f"exit {res.returncode}; see log.txt"
-                    else:
-                        record.update(json.loads(last))
-                        record.setdefault("weights", "real" if opts.get("real") else "random")
-                except subprocess.TimeoutExpired:
-                    record["error"] = f"timed out after {args.timeout} s"
-            record["seconds"] = round(time.time() - t0, 1)
-            record["load_after"] = load_average()
-            failures += "error" in record
-            with open(out / "results.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            summary = record.get("error") or ", ".join(
-                f"{t['test']} {t['tok_s_median']:.1f}" for t in record.get("prefill", []) + record.get("decode", []))
-            print(f"[harness] {label}: {summary} ({record['seconds']} s)", flush=True)
+        for round_, entry in scheduled(entries, args.rounds):
+            failures += run_entry(entry, round_, machine, device, args, out, log)
     return 1 if failures else 0
+
+
+def scheduled(entries: list, rounds: int | None):
+    """(round, entry) in run order. Without rounds: the plan's order, once. With N rounds: each workload's runtimes
+    back to back (a GPU machine's speed drifts over minutes, so only neighbours compare), the order reversed every
+    other round so that neither runtime always goes first."""
+    if not rounds:
+        yield from ((None, e) for e in entries)
+        return
+    groups: dict[tuple, list] = {}
+    for e in entries:
+        groups.setdefault((e[0], e[1]), []).append(e)
+    for r in range(1, rounds + 1):
+        for members in groups.values():
+            yield from ((r, e) for e in (members if r % 2 else members[::-1]))
+
+
+def run_entry(entry, round_, machine, device, args, out: Path, log) -> int:
+    """Runs one (workload, variant, runtime) and appends its record; returns 1 if it failed."""
+    workload, variant, runtime, opts = entry
+    label = f"{runtime} {workload}-{variant}"
+    cmd = command_for(workload, variant, runtime, opts, args, device)
+    record = dict(workload=workload, variant=variant, runtime=runtime, machine=machine,
+                  command=" ".join(shlex.quote(c) for c in cmd), load_before=load_average(),
+                  mlx_env={k: v for k, v in os.environ.items() if k.startswith("MLX_")},
+                  lever=args.lever,
+                  date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    if round_ is not None:
+        record["round"] = round_
+    missing = [p for p in (expand(opts[k], args) for k in ("pte", "hf_dir", "gguf") if k in opts) if not Path(p).exists()]
+    t0 = time.time()
+    if missing:
+        record["error"] = f"missing input: {missing[0]}"
+    else:
+        log.write(f"== {label}: {record['command']}\n")
+        log.flush()
+        try:
+            res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, timeout=args.timeout)
+            last = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+            if res.returncode != 0 or not last.startswith("{"):
+                record["error"] = f"exit {res.returncode}; see log.txt"
+            else:
+                record.update(json.loads(last))
+                record.setdefault("weights", "real" if opts.get("real") else "random")
+        except subprocess.TimeoutExpired:
+            record["error"] = f"timed out after {args.timeout} s"
+    record["seconds"] = round(time.time() - t0, 1)
+    record["load_after"] = load_average()
+    with open(out / "results.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    summary = record.get("error") or ", ".join(
+        f"{t['test']} {t['tok_s_median']:.1f}" for t in record.get("prefill", []) + record.get("decode", []))
+    where = f" (round {round_})" if round_ is not None else ""
+    print(f"[harness] {label}{where}: {summary} ({record['seconds']} s)", flush=True)
+    return int("error" in record)
 
 
 # --- report ----------------------------------------------------------------------------------------------------
@@ -270,7 +294,11 @@ def render_markdown(records: list[dict]) -> str:
                    "to the first token's logits). % roofline: declared weight bytes × decode tok/s ÷ measured copy "
                    "bandwidth.")
         out.append("")
-        out.append(render_ratios(rows, tests))
+        single = [r for r in rows if r.get("round") is None]
+        if single:
+            out.append(render_ratios(single, tests))
+        if len(single) < len(rows):
+            out.append(render_rounds([r for r in rows if r.get("round") is not None], tests))
     return "\n".join(out) + "\n"
 
 
@@ -296,6 +324,32 @@ def render_ratios(rows: list[dict], tests: list[str]) -> str:
                 cells.append(f"{mine['tok_s_median'] / theirs['tok_s_median']:.2f}{note}" if theirs else "-")
             if any(c != "-" for c in cells):
                 lines.append(f"| {w} {v} | {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_rounds(rows: list[dict], tests: list[str]) -> str:
+    """Runs of `run --rounds`: etmlx ÷ each peer that ran in the same round (its neighbour in time), median
+    [min, max] over the rounds, beside each runtime's median tok/s over the rounds."""
+    def spread(values: list[float], digits: int) -> str:
+        return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+
+    by: dict[tuple, dict] = {}
+    for r in rows:
+        if "error" not in r:
+            by.setdefault((r["workload"], r["variant"]), {}).setdefault(r["round"], {})[r["runtime"]] = r
+    lines = ["| workload | test | peer | rounds | etmlx tok/s | peer tok/s | etmlx ÷ peer, per round |",
+             "|---|---|---|---|---|---|---|"]
+    for (w, v), rounds in sorted(by.items()):
+        peers = sorted({rt for runs in rounds.values() for rt in runs if rt != "etmlx"}, key=RUNTIME_ORDER.index)
+        for t in tests:
+            for peer in peers:
+                pairs = [(test_row(runs["etmlx"], t), test_row(runs[peer], t))
+                         for runs in rounds.values() if "etmlx" in runs and peer in runs]
+                pairs = [(a["tok_s_median"], b["tok_s_median"]) for a, b in pairs if a and b]
+                if pairs:
+                    mine, theirs = [a for a, _ in pairs], [b for _, b in pairs]
+                    lines.append(f"| {w} {v} | {t} | {RUNTIME_LABEL[peer]} | {len(pairs)} | {spread(mine, 1)} | "
+                                 f"{spread(theirs, 1)} | {spread([a / b for a, b in pairs], 2)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -347,6 +401,9 @@ def main() -> int:
     run.add_argument("-r", "--reps", type=int)
     run.add_argument("--timeout", type=float, default=900, help="seconds per run")
     run.add_argument("--etmlx", default="etmlx", help="the etmlx binary")
+    run.add_argument("--rounds", type=int,
+                     help="run each workload's runtimes back to back N times, alternating their order (reports then "
+                          "give per-round ratios)")
     run.add_argument("--lever", default="", help="label of an A/B run (reports show it after the variant)")
     run.add_argument("--etmlx-args", default="",
                      help="extra `etmlx bench` flags for an A/B lever (e.g. --host-decode); kept in each command")

@@ -5,14 +5,16 @@
 # WORKLOADS: a regex on '<workload>-<variant>', e.g. 'W1-(bf16|4w)'.
 # BIN_DIR holds etmlx (or etmlx.xz). Every LEVER=ARGS pair runs the etmlx rows again with those bench flags
 # (a leading env:VAR=VALUE,... sets MLX environment variables instead). Writes $OUT/speed/{results.jsonl,log.txt}
-# and $OUT/profiles.txt (etmlx bench --profile of W1 bf16 and 4w, pipelined and host loops).
+# and $OUT/profiles.txt (etmlx bench --profile of W1 bf16 and 4w, pipelined and host loops). ROUNDS=N runs
+# etmlx and mlx-lm back to back N times per workload, alternating (bench_harness.py --rounds).
 set -uo pipefail
 bin=$1; models=$2; wheel=$3; w=$4; shift 4
 source /tmp/mlx-site/env.sh
 [ -x "$bin/etmlx" ] || { xz -dkc "$bin/etmlx.xz" > /tmp/etmlx && chmod +x /tmp/etmlx && bin=/tmp; }
 [ -d /tmp/mlx-lm/mlx_lm ] || python3 -c "import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extractall('/tmp/mlx-lm')" "$wheel"
 h() { python3 python/bench_harness.py run --plan gpu --out "$OUT/speed" --etmlx "$bin/etmlx" --models "$models" \
-  --mlx-lm-path /tmp/mlx-lm -p "${PROMPTS:-128,512}" -n "${GENS:-128}" -r "${REPS:-5}" --timeout 240 "$@"; }
+  --mlx-lm-path /tmp/mlx-lm -p "${PROMPTS:-128,512}" -n "${GENS:-128}" -r "${REPS:-5}" --timeout 240 \
+  ${ROUNDS:+--rounds "$ROUNDS"} "$@"; }
 h --only "(etmlx|mlx-lm) ($w)"
 for lever in "$@"; do
   name=${lever%%=*}; flags=${lever#*=}
