@@ -22,50 +22,56 @@ struct Pair {
 /// Returns how many rope pairs were merged.
 pub fn run(graph: &mut Graph) -> usize {
     let main = graph.main_chain;
-    let pairs: Vec<Pair> = {
-        let chain = &graph.chains[main];
-        let uses = Uses::of(chain);
-        chain
-            .iter()
-            .enumerate()
-            .filter_map(|(at, op)| match_pair(chain, &uses, at, op))
-            .collect()
-    };
-    let count = pairs.len();
-    // From the back: each rewrite inserts one op after its first rope, which shifts only later indices.
-    for pair in pairs.into_iter().rev() {
-        let (joined, rotated) = (fresh_temp(graph), fresh_temp(graph));
-        let chain = &mut graph.chains[main];
-        let Op::Split { outs, sizes, .. } = &mut chain[pair.split_at] else {
-            unreachable!("matched a split");
+    let mut count = 0;
+    // One rewrite at a time, matched afresh: each one moves ops, so indices found before it would be stale.
+    loop {
+        let found = {
+            let chain = &graph.chains[main];
+            let uses = Uses::of(chain);
+            chain
+                .iter()
+                .enumerate()
+                .find_map(|(at, op)| match_pair(chain, &uses, at, op))
         };
-        let (IntOrVid::Lit(first), IntOrVid::Lit(second)) =
-            (sizes[pair.part], sizes[pair.part + 1])
-        else {
-            unreachable!("matched literal sizes");
+        let Some(pair) = found else {
+            return count;
         };
-        outs.splice(pair.part..pair.part + 2, [joined]);
-        sizes.splice(pair.part..pair.part + 2, [IntOrVid::Lit(first + second)]);
-        // The joint rope takes the first rope's place (its operands are all defined there) and is split
-        // right after; the second rope goes.
-        let mut rope = chain[pair.ropes[0]].clone();
-        if let Op::Rope { x, out, .. } = &mut rope {
-            (*x, *out) = (joined, rotated);
-        }
-        chain[pair.ropes[1]] = Op::Noop {};
-        chain[pair.ropes[0]] = rope;
-        chain.insert(
-            pair.ropes[0] + 1,
-            Op::Split {
-                x: rotated,
-                outs: pair.rotated.to_vec(),
-                sizes: vec![IntOrVid::Lit(first), IntOrVid::Lit(second)],
-                axis: 1,
-            },
-        );
+        rewrite(graph, pair);
+        count += 1;
     }
-    graph.chains[main].retain(|op| !matches!(op, Op::Noop {}));
-    count
+}
+
+/// Splits `[.., first, second, ..]` as `[.., first + second, ..]`, rotates that part with one rope where the first
+/// rope was, splits it right after into the two rotated parts, and drops the second rope.
+fn rewrite(graph: &mut Graph, pair: Pair) {
+    let main = graph.main_chain;
+    let (joined, rotated) = (fresh_temp(graph), fresh_temp(graph));
+    let chain = &mut graph.chains[main];
+    let Op::Split { outs, sizes, .. } = &mut chain[pair.split_at] else {
+        unreachable!("matched a split");
+    };
+    let (IntOrVid::Lit(first), IntOrVid::Lit(second)) = (sizes[pair.part], sizes[pair.part + 1])
+    else {
+        unreachable!("matched literal sizes");
+    };
+    outs.splice(pair.part..pair.part + 2, [joined]);
+    sizes.splice(pair.part..pair.part + 2, [IntOrVid::Lit(first + second)]);
+    // The first rope's operands are all defined where it stands, so the joint rope takes its place.
+    let mut rope = chain[pair.ropes[0]].clone();
+    if let Op::Rope { x, out, .. } = &mut rope {
+        (*x, *out) = (joined, rotated);
+    }
+    chain[pair.ropes[0]] = rope;
+    chain.remove(pair.ropes[1]);
+    chain.insert(
+        pair.ropes[0] + 1,
+        Op::Split {
+            x: rotated,
+            outs: pair.rotated.to_vec(),
+            sizes: vec![IntOrVid::Lit(first), IntOrVid::Lit(second)],
+            axis: 1,
+        },
+    );
 }
 
 fn match_pair(chain: &[Op], uses: &Uses, at: usize, op: &Op) -> Option<Pair> {
