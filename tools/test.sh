@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs MLX's CPU library if needed, runs every Rust test of the workspace, `etmlx serve`
+# The test command: installs MLX's CPU library if needed, runs every Rust test of the workspace, the benchmark
+# harness's own checks (python/test_bench_harness.py), `etmlx serve`
 # against the official `openai` Python client (tools/test-serve.sh), then the official MLX op-suite subset (tests/conformance/subset) through our op_test_runner, failing on any
 # failure that tests/conformance/known_gaps.txt does not list.
 #   usage: tools/test.sh [extra cargo test arguments]
@@ -11,6 +12,8 @@ if [ -z "${MLX_DIR:-}" ]; then
 fi
 echo "using MLX from $MLX_DIR" >&2
 cargo test --workspace --locked "$@"
+
+python3 python/test_bench_harness.py
 
 tools/test-serve.sh
 
