@@ -95,6 +95,15 @@ def convert(ct2_dir: Path, out_dir: Path):
     eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     no_timestamps = tokenizer.convert_tokens_to_ids("<|notimestamps|>")
     multilingual = vocab >= 51865
+    # The same special ids and suppressions go into the model config and the generation config.
+    special_tokens = dict(
+        decoder_start_token_id=sot,
+        bos_token_id=sot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        begin_suppress_tokens=ct2_config["suppress_ids_begin"],
+        suppress_tokens=ct2_config["suppress_ids"],
+    )
     config = WhisperConfig(
         vocab_size=vocab,
         num_mel_bins=n_mels,
@@ -107,12 +116,7 @@ def convert(ct2_dir: Path, out_dir: Path):
         decoder_ffn_dim=ffn,
         max_source_positions=t["encoder/position_encodings/encodings"].shape[0],
         max_target_positions=t["decoder/position_encodings/encodings"].shape[0],
-        decoder_start_token_id=sot,
-        bos_token_id=sot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        begin_suppress_tokens=ct2_config["suppress_ids_begin"],
-        suppress_tokens=ct2_config["suppress_ids"],
+        **special_tokens,
         tie_word_embeddings=True,
     )
     model = WhisperForConditionalGeneration(config).eval()
@@ -167,12 +171,7 @@ def convert(ct2_dir: Path, out_dir: Path):
     model.tie_weights()
 
     gen = GenerationConfig(
-        decoder_start_token_id=sot,
-        bos_token_id=sot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        begin_suppress_tokens=ct2_config["suppress_ids_begin"],
-        suppress_tokens=ct2_config["suppress_ids"],
+        **special_tokens,
         no_timestamps_token_id=no_timestamps,
         prev_sot_token_id=tokenizer.convert_tokens_to_ids("<|startofprev|>"),
         is_multilingual=multilingual,

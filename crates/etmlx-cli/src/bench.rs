@@ -345,10 +345,17 @@ impl Runner {
     fn prefill(&mut self, prompt: &[u32]) -> Result<f64> {
         self.generator.reset()?;
         let started = Instant::now();
-        for (i, chunk) in prompt.chunks(self.chunk).enumerate() {
-            self.step(chunk, i * self.chunk)?;
-        }
+        self.feed(prompt)?;
         Ok(started.elapsed().as_secs_f64())
+    }
+
+    /// `prompt` from position 0 in `forward` calls of at most the export's chunk; the last call's output.
+    fn feed(&mut self, prompt: &[u32]) -> Result<StepOutput> {
+        let mut last = None;
+        for (i, chunk) in prompt.chunks(self.chunk).enumerate() {
+            last = Some(self.step(chunk, i * self.chunk)?);
+        }
+        last.context("an empty prompt")
     }
 
     /// `steps` decode steps after an untimed prompt of `depth + 1` tokens; returns (seconds, host argmax seconds).
@@ -362,12 +369,7 @@ impl Runner {
 
     fn decode_host(&mut self, first: &[u32], steps: usize) -> Result<(f64, f64)> {
         self.generator.reset()?;
-        let chunk = self.chunk;
-        let mut out = None;
-        for (i, piece) in first.chunks(chunk).enumerate() {
-            out = Some(self.step(piece, i * chunk)?);
-        }
-        let mut out = out.context("an empty prompt")?;
+        let mut out = self.feed(first)?;
         let mut argmax_s = 0.0;
         let started = Instant::now();
         for position in first.len()..first.len() + steps {

@@ -538,7 +538,10 @@ impl MlxHandle {
             )));
         };
         self.transient.tensors[t] = Some(array);
-        self.transient.host_ints[t] = host;
+        self.transient.facts[t] = exec::state::SlotFacts {
+            host_ints: host,
+            silu_input: None,
+        };
         Ok(())
     }
 

@@ -48,9 +48,10 @@ pub fn silu(cx: &mut Ctx<'_>, x: Tid, out: Tid) -> Result<(), ExecError> {
 /// nothing and MLX never runs it. Floating-point products commute, so either order gives the same bits.
 pub fn multiply(cx: &mut Ctx<'_>, a: Tid, b: Tid, out: Tid) -> Result<(), ExecError> {
     for (silu, other) in [(a, b), (b, a)] {
-        let (Some(gate), up) = (cx.silu_input(silu), cx.get(other)?) else {
+        let Some(gate) = cx.silu_input(silu) else {
             continue;
         };
+        let up = cx.get(other)?;
         if gate.shape() == up.shape() && gate.dtype() == up.dtype() {
             let r = ops::compiled_swiglu(gate, up, cx.s())?;
             return cx.set(out, r);

@@ -35,7 +35,7 @@ pub fn check_consecutive(
     // The host copy when there is one (a cast made on the device would wait for the device); otherwise the
     // input was copied from the host, so reading it back runs no graph.
     let read_back: Vec<i64>;
-    let positions: &[i64] = match transient.host_ints.get(i).and_then(Option::as_ref) {
+    let positions: &[i64] = match transient.facts.get(i).and_then(|f| f.host_ints.as_ref()) {
         Some(host) => &host.values,
         None => {
             read_back = match array.dtype() {

@@ -96,11 +96,19 @@ pub struct Transient {
     /// Inputs, outputs and temps, indexed by `Layout::locate`.
     pub tensors: Vec<Option<Array>>,
     pub values: Vec<Option<Value>>,
-    /// Host copies of small integer tensors, parallel to `tensors` (see [`HostInts`]).
-    pub host_ints: Vec<Option<HostInts>>,
-    /// For a slot holding a compiled SiLU's output, that SiLU's input, parallel to `tensors`: a multiply of
-    /// the slot then builds one fused `silu(gate) * up` instead (see `elementwise::silu`).
-    pub silu_inputs: Vec<Option<Array>>,
+    /// What is known about each array in `tensors` beyond the array, parallel to it.
+    pub facts: Vec<SlotFacts>,
+}
+
+/// What is known about a transient slot's array beyond the array itself. Forgotten whenever the slot is written
+/// ([`Ctx::set`]) and after every execute.
+#[derive(Default, Clone)]
+pub struct SlotFacts {
+    /// A host copy of its values (see [`HostInts`]).
+    pub host_ints: Option<HostInts>,
+    /// For a compiled SiLU's output, that SiLU's input: a multiply of the slot then builds one fused
+    /// `silu(gate) * up` instead (see `elementwise::multiply`).
+    pub silu_input: Option<Array>,
 }
 
 /// The values of a small integer tensor known on the host without evaluating anything: a delegate input copied
@@ -158,15 +166,15 @@ impl Transient {
         Transient {
             tensors: vec![None; n as usize],
             values: vec![None; graph.num_values as usize],
-            host_ints: vec![None; n as usize],
-            silu_inputs: vec![None; n as usize],
+            facts: vec![SlotFacts::default(); n as usize],
         }
     }
     pub fn clear(&mut self) {
         self.tensors.iter_mut().for_each(|t| *t = None);
         self.values.iter_mut().for_each(|v| *v = None);
-        self.host_ints.iter_mut().for_each(|h| *h = None);
-        self.silu_inputs.iter_mut().for_each(|x| *x = None);
+        self.facts
+            .iter_mut()
+            .for_each(|f| *f = SlotFacts::default());
     }
 }
 
@@ -228,12 +236,9 @@ impl Ctx<'_> {
             }
             Location::MutableBuffer(i) => self.persistent.mutable_buffers.get_mut(i),
             Location::Transient(i) => {
-                // A slot's host copy and SiLU input describe what it held before.
-                if let Some(h) = self.transient.host_ints.get_mut(i) {
-                    *h = None;
-                }
-                if let Some(x) = self.transient.silu_inputs.get_mut(i) {
-                    *x = None;
+                // What was known described what the slot held before.
+                if let Some(f) = self.transient.facts.get_mut(i) {
+                    *f = SlotFacts::default();
                 }
                 self.transient.tensors.get_mut(i)
             }
@@ -242,37 +247,42 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// The host copy of slot `tid`'s values, when there is one (see [`HostInts`]).
-    pub fn host_ints(&self, tid: Tid) -> Option<&HostInts> {
+    /// What is known about the array in slot `tid` (transient slots only).
+    fn facts(&self, tid: Tid) -> Option<&SlotFacts> {
         match self.layout.locate(tid).ok()? {
-            Location::Transient(i) => self.transient.host_ints.get(i)?.as_ref(),
+            Location::Transient(i) => self.transient.facts.get(i),
             _ => None,
         }
     }
 
+    fn facts_mut(&mut self, tid: Tid) -> Option<&mut SlotFacts> {
+        match self.layout.locate(tid).ok()? {
+            Location::Transient(i) => self.transient.facts.get_mut(i),
+            _ => None,
+        }
+    }
+
+    /// The host copy of slot `tid`'s values, when there is one (see [`HostInts`]).
+    pub fn host_ints(&self, tid: Tid) -> Option<&HostInts> {
+        self.facts(tid)?.host_ints.as_ref()
+    }
+
     /// Records the host copy of what slot `tid` now holds (call right after `set`).
     pub fn set_host_ints(&mut self, tid: Tid, values: Option<HostInts>) {
-        if let Ok(Location::Transient(i)) = self.layout.locate(tid) {
-            if let Some(h) = self.transient.host_ints.get_mut(i) {
-                *h = values;
-            }
+        if let Some(f) = self.facts_mut(tid) {
+            f.host_ints = values;
         }
     }
 
     /// The input of the compiled SiLU whose output slot `tid` holds, if it holds one.
     pub fn silu_input(&self, tid: Tid) -> Option<&Array> {
-        match self.layout.locate(tid).ok()? {
-            Location::Transient(i) => self.transient.silu_inputs.get(i)?.as_ref(),
-            _ => None,
-        }
+        self.facts(tid)?.silu_input.as_ref()
     }
 
     /// Records that slot `tid` now holds `silu(input)` (call right after `set`).
     pub fn set_silu_input(&mut self, tid: Tid, input: Array) {
-        if let Ok(Location::Transient(i)) = self.layout.locate(tid) {
-            if let Some(x) = self.transient.silu_inputs.get_mut(i) {
-                *x = Some(input);
-            }
+        if let Some(f) = self.facts_mut(tid) {
+            f.silu_input = Some(input);
         }
     }
 

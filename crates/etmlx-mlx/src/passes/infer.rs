@@ -96,6 +96,9 @@ impl<'a> Infer<'a> {
     /// The rank of what `op` writes, from what is known of its inputs.
     fn op_rank(&self, op: &Op) -> Option<usize> {
         let rank = |t: Tid| self.rank(t);
+        if let Some(x) = like_its_input(op) {
+            return rank(x);
+        }
         match op {
             Op::Transpose { perm, .. } => Some(perm.len()),
             Op::Reshape { shape, .. } | Op::BroadcastTo { shape, .. } => Some(shape.len()),
@@ -115,22 +118,9 @@ impl<'a> Infer<'a> {
             | Op::Multiply { a, b, .. }
             | Op::Subtract { a, b, .. }
             | Op::Divide { a, b, .. } => Some(rank(*a)?.max(rank(*b)?)),
-            Op::Split { x, .. }
-            | Op::Slice { x, .. }
-            | Op::QuantizedMatmul { x, .. }
-            | Op::RMSNorm { x, .. }
+            Op::RMSNorm { x, .. }
             | Op::LayerNorm { x, .. }
-            | Op::Rope { x, .. }
             | Op::AsType { x, .. }
-            | Op::Contiguous { x, .. }
-            | Op::IdCopy { x, .. }
-            | Op::Neg { x, .. }
-            | Op::Silu { x, .. }
-            | Op::Sigmoid { x, .. }
-            | Op::Gelu { x, .. }
-            | Op::Cos { x, .. }
-            | Op::Sin { x, .. }
-            | Op::Reciprocal { x, .. }
             | Op::Softmax { x, .. } => rank(*x),
             Op::Concatenate { tensors, .. } => rank(*tensors.first()?),
             Op::Sdpa { q, .. } | Op::UpdateAndAttend { q, .. } => rank(*q),
@@ -146,6 +136,9 @@ impl<'a> Infer<'a> {
             let (x, y) = (dtype(a)?, dtype(b)?);
             (x == y).then_some(x)
         };
+        if let Some(x) = like_its_input(op) {
+            return dtype(x);
+        }
         match op {
             Op::AsType { scalar_type, .. } => Some(*scalar_type),
             Op::Addmm { mat1, mat2, .. } => same(*mat1, *mat2),
@@ -157,20 +150,7 @@ impl<'a> Infer<'a> {
             | Op::Reshape { x, .. }
             | Op::BroadcastTo { x, .. }
             | Op::ExpandDims { x, .. }
-            | Op::Take { x, .. }
-            | Op::Split { x, .. }
-            | Op::Slice { x, .. }
-            | Op::QuantizedMatmul { x, .. }
-            | Op::Rope { x, .. }
-            | Op::Contiguous { x, .. }
-            | Op::IdCopy { x, .. }
-            | Op::Neg { x, .. }
-            | Op::Silu { x, .. }
-            | Op::Sigmoid { x, .. }
-            | Op::Gelu { x, .. }
-            | Op::Cos { x, .. }
-            | Op::Sin { x, .. }
-            | Op::Reciprocal { x, .. } => dtype(*x),
+            | Op::Take { x, .. } => dtype(*x),
             Op::RMSNorm { x, weight, .. } => match weight {
                 Some(w) => same(*x, *w),
                 None => dtype(*x),
@@ -187,5 +167,26 @@ impl<'a> Infer<'a> {
             Op::SliceUpdate { dst, .. } | Op::IndexCopy { dst, .. } => dtype(*dst),
             _ => None,
         }
+    }
+}
+
+/// The input `x` of an op whose output has `x`'s rank and dtype (element-wise maps, slices, splits, a rope, a
+/// quantized product by `[N, K]` weights).
+fn like_its_input(op: &Op) -> Option<Tid> {
+    match op {
+        Op::Split { x, .. }
+        | Op::Slice { x, .. }
+        | Op::QuantizedMatmul { x, .. }
+        | Op::Rope { x, .. }
+        | Op::Contiguous { x, .. }
+        | Op::IdCopy { x, .. }
+        | Op::Neg { x, .. }
+        | Op::Silu { x, .. }
+        | Op::Sigmoid { x, .. }
+        | Op::Gelu { x, .. }
+        | Op::Cos { x, .. }
+        | Op::Sin { x, .. }
+        | Op::Reciprocal { x, .. } => Some(*x),
+        _ => None,
     }
 }
