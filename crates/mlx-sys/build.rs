@@ -33,6 +33,7 @@ const SHIM_SOURCES: &[&str] = &[
     "ops_nn.cpp",
     "ops_fast.cpp",
     "ops_compiled.cpp",
+    "ops_decode_attention.cpp",
 ];
 
 struct MlxLocation {

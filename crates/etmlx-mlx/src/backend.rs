@@ -68,6 +68,10 @@ pub mod option_keys {
     /// where every node costs microseconds of host time; off for the CPU, where MLX compiles fused kernels
     /// with the system C++ compiler at run time.
     pub const COMPILE_SWIGLU: &str = "compile_swiglu";
+    /// Bool: run each attention block of a one-token step (rope, KV-cache writes, attention) as one kernel
+    /// (`exec::decode_attention`). Default: on with MLX's CUDA backend, the only one with that kernel; forced on
+    /// elsewhere the block is built from the unfused block's MLX ops (for testing).
+    pub const FUSE_DECODE_ATTENTION: &str = "fuse_decode_attention";
     /// Bool: accumulate host-side timings of every execute (see [`super::take_exec_timings`]). Off by default.
     pub const PROFILE: &str = "profile";
 }
@@ -162,6 +166,8 @@ pub struct ExecOptions {
     pub batched_matmul: Option<bool>,
     /// `None` takes the device's default (see [`option_keys::COMPILE_SWIGLU`]).
     pub compile_swiglu: Option<bool>,
+    /// `None` takes the device's default (see [`option_keys::FUSE_DECODE_ATTENTION`]).
+    pub fuse_decode_attention: Option<bool>,
 }
 
 impl ExecOptions {
@@ -214,6 +220,9 @@ impl ExecOptions {
                 (option_keys::SIMPLIFY_VIEWS, OptionValue::Bool(b)) => o.simplify_views = Some(*b),
                 (option_keys::BATCHED_MATMUL, OptionValue::Bool(b)) => o.batched_matmul = Some(*b),
                 (option_keys::COMPILE_SWIGLU, OptionValue::Bool(b)) => o.compile_swiglu = Some(*b),
+                (option_keys::FUSE_DECODE_ATTENTION, OptionValue::Bool(b)) => {
+                    o.fuse_decode_attention = Some(*b)
+                }
                 (key, value) => {
                     return Err(ExecError::Other(format!(
                         "unknown or mistyped MLXBackend option {key}={value:?}"
@@ -260,6 +269,8 @@ pub struct MlxHandle {
     consecutive_inputs: Vec<Tid>,
     /// With `last_position_outputs`, the outputs no op reads back (see [`exec::Ctx::last_position_product`]).
     last_position_products: Vec<Tid>,
+    /// The main chain's attention blocks (see [`exec::decode_attention`]).
+    decode_attention: exec::decode_attention::Plan,
     /// Keeps the constants and load-time state shared with other handles alive (see [`crate::weights`]).
     _shared: Option<StateLease>,
 }
@@ -314,6 +325,7 @@ impl MlxHandle {
         let loaded = weights::LoadedState {
             graph,
             consecutive_inputs: passes.consecutive_inputs,
+            decode_attention: passes.decode_attention,
             constants: constants.into_iter().map(Some).collect(),
             folded: Vec::new(),
         };
@@ -334,6 +346,7 @@ impl MlxHandle {
         let state = weights::LoadedState {
             graph: handle.graph.clone(),
             consecutive_inputs: handle.consecutive_inputs.clone(),
+            decode_attention: handle.decode_attention.blocks().to_vec(),
             constants: handle.persistent.constants.clone(),
             folded: handle.persistent.folded.clone(),
         };
@@ -355,6 +368,13 @@ impl MlxHandle {
         } else {
             Vec::new()
         };
+        let main_chain_len = state
+            .graph
+            .chains
+            .get(state.graph.main_chain)
+            .map_or(0, Vec::len);
+        let decode_attention =
+            exec::decode_attention::Plan::new(state.decode_attention, main_chain_len);
         Ok(MlxHandle {
             layout: Layout::new(&state.graph),
             transient: Transient::new(&state.graph),
@@ -370,6 +390,7 @@ impl MlxHandle {
             executes: 0,
             consecutive_inputs: state.consecutive_inputs,
             last_position_products,
+            decode_attention,
             _shared: shared,
         })
     }
@@ -405,6 +426,7 @@ impl MlxHandle {
             cache: cache_guard.as_deref_mut(),
             options: &self.options,
             last_position_products: &self.last_position_products,
+            decode_attention: &self.decode_attention,
         };
         f(&mut cx)
     }

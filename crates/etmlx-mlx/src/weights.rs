@@ -70,6 +70,7 @@ impl WeightLease {
 pub(crate) struct LoadedState {
     pub graph: Graph,
     pub consecutive_inputs: Vec<Tid>,
+    pub decode_attention: Vec<crate::passes::decode_attention::DecodeAttention>,
     pub constants: Vec<Option<Array>>,
     pub folded: Vec<Option<(Tid, Array)>>,
 }

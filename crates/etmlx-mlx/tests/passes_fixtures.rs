@@ -60,8 +60,8 @@ fn passes_on(dir: &Path) -> (PassReport, Graph) {
     (report, graph)
 }
 
-/// Every pass on (the rope pass and compiled SwiGLU are off by default on the CPU), optionally with an
-/// off-graph cache.
+/// Every pass on (the rope pass, compiled SwiGLU and the fused decode attention are off by default on the
+/// CPU), optionally with an off-graph cache.
 fn all_passes() -> BackendOptions {
     let mut options = BackendOptions::default();
     for key in [
@@ -71,6 +71,7 @@ fn all_passes() -> BackendOptions {
         option_keys::SIMPLIFY_VIEWS,
         option_keys::BATCHED_MATMUL,
         option_keys::COMPILE_SWIGLU,
+        option_keys::FUSE_DECODE_ATTENTION,
     ] {
         options.set(BACKEND_ID, key, OptionValue::Bool(true));
     }
@@ -122,12 +123,14 @@ fn every_mode_loses_the_decomposed_rope_the_separate_projections_and_the_2d_prod
     // split into q and k, one gate/up product split in two.
     // (fixture, host reads of cache_position[0] left: the custom-cache exports read it for their cache writes
     // and again for the attention window; the second read becomes a copy of the first).
-    for (name, item_reads) in [
-        ("tiny_llama_default", 0),
-        ("tiny_llama_custom", 1),
-        ("tiny_llama_custom_bf16", 1),
-        ("tiny_llama_custom_4w", 1),
-        ("tiny_llama_offgraph", 0),
+    // The last number: attention blocks found for the fused decode attention (only the custom KV cache writes
+    // its caches with slice updates; the others attend through HF's static cache or the off-graph cache).
+    for (name, item_reads, attention_blocks) in [
+        ("tiny_llama_default", 0, 0),
+        ("tiny_llama_custom", 1, 2),
+        ("tiny_llama_custom_bf16", 1, 2),
+        ("tiny_llama_custom_4w", 1, 2),
+        ("tiny_llama_offgraph", 0, 0),
     ] {
         let (report, graph) = passes_on(&fixture(name));
         let histogram = graph.op_histogram();
@@ -154,6 +157,17 @@ fn every_mode_loses_the_decomposed_rope_the_separate_projections_and_the_2d_prod
         );
         assert_eq!(report.consecutive_inputs.len(), 1, "{name}: cache_position");
         assert_eq!(count("ItemInt"), item_reads, "{name}");
+        assert_eq!(report.decode_attention.len(), attention_blocks, "{name}");
+        for block in &report.decode_attention {
+            assert_eq!(
+                (block.q_heads, block.kv_heads),
+                (4, 2),
+                "{name}: the fixture's heads"
+            );
+            let chain = &graph.chains[graph.main_chain];
+            assert_eq!(chain[block.attention].name(), "Sdpa", "{name}");
+            assert_eq!(chain[block.rope].name(), "Rope", "{name}");
+        }
     }
 }
 
@@ -251,4 +265,98 @@ fn last_position_outputs_project_only_the_last_row() {
             atol,
         );
     }
+}
+
+fn with_fused_attention(on: bool) -> BackendOptions {
+    let mut options = all_passes();
+    options.set(
+        BACKEND_ID,
+        option_keys::FUSE_DECODE_ATTENTION,
+        OptionValue::Bool(on),
+    );
+    options
+}
+
+/// One-token step inputs: token ids [1, 1] and cache_position [1] (int64, as the fixtures' decode input).
+fn decode_inputs(template: &[HostTensor], token: i64, position: i64) -> Vec<HostTensor> {
+    let mut inputs = template.to_vec();
+    assert_eq!(inputs[0].sizes, vec![1, 1], "a one-token decode input");
+    inputs[0].bytes = token.to_le_bytes().to_vec();
+    inputs[1].bytes = position.to_le_bytes().to_vec();
+    inputs
+}
+
+/// Off CUDA a forced fused attention block is built from the unfused block's MLX ops: a prefill and twelve
+/// greedy one-token steps give bit-identical logits with and without it (what this checks is the executor's
+/// bookkeeping: which ops it skips, the cache rows it checks, the shapes it answers, the caches it writes).
+#[test]
+fn fused_decode_attention_matches_the_unfused_block_step_by_step() {
+    for name in ["tiny_llama_custom", "tiny_llama_custom_4w"] {
+        let dir = fixture(name);
+        let prefill = read_bin(&dir.join("input_prefill.bin"));
+        let template = read_bin(&dir.join("input_decode.bin"));
+        let prompt_len = prefill[1].sizes[0] as i64;
+        let mut methods: Vec<_> = [false, true]
+            .into_iter()
+            .map(|on| {
+                open(&dir, with_fused_attention(on))
+                    .load_method("forward")
+                    .expect("load")
+            })
+            .collect();
+        let mut logits: Vec<HostTensor> = methods
+            .iter_mut()
+            .map(|m| as_f32(run(m, &prefill)[0].clone()))
+            .collect();
+        assert_eq!(
+            logits[0].bytes, logits[1].bytes,
+            "{name}: prefill (not fused)"
+        );
+        for step in 0..12 {
+            let last = logits[0].bytes.len() / 4 - logits[0].sizes[2] as usize;
+            let token = argmax(&logits[0].bytes[last * 4..]);
+            let inputs = decode_inputs(&template, token as i64, prompt_len + step);
+            logits = methods
+                .iter_mut()
+                .map(|m| as_f32(run(m, &inputs)[0].clone()))
+                .collect();
+            assert_eq!(
+                logits[0].bytes, logits[1].bytes,
+                "{name}: step {step} fused vs unfused"
+            );
+        }
+    }
+}
+
+fn argmax(f32_bytes: &[u8]) -> usize {
+    let values: Vec<f32> = f32_bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (0..values.len())
+        .max_by(|&a, &b| values[a].total_cmp(&values[b]))
+        .expect("a logits row")
+}
+
+/// A one-token step past the end of the cache: the unfused slice update would clamp it to a no-op and attend
+/// without the new token; the fused block refuses it by name.
+#[test]
+fn fused_decode_attention_refuses_a_row_past_the_cache() {
+    let dir = fixture("tiny_llama_custom");
+    let template = read_bin(&dir.join("input_decode.bin"));
+    let mut method = open(&dir, with_fused_attention(true))
+        .load_method("forward")
+        .expect("load");
+    // --max-ctx-len 64: rows 0..64.
+    for (i, t) in decode_inputs(&template, 5, 64).iter().enumerate() {
+        method
+            .set_input(i, &etmlx_runtime::HostValue::Tensor(t.clone()))
+            .expect("set_input");
+    }
+    let err = method.execute().expect_err("row 64 of 64");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("decode attention") && message.contains("rows 64..65 of 64"),
+        "{message}"
+    );
 }

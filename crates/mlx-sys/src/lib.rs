@@ -171,6 +171,8 @@ unsafe extern "C" {
     pub fn etm_array_dtype(a: *const etm_array, out: *mut c_int) -> c_int;
     pub fn etm_array_size(a: *const etm_array, out: *mut usize) -> c_int;
     pub fn etm_array_id(a: *const etm_array, out: *mut usize) -> c_int;
+    /// Whether the array holds data laid out row-major without gaps (false while unevaluated).
+    pub fn etm_array_row_contiguous_data(a: *const etm_array, out: *mut bool) -> c_int;
     pub fn etm_eval(arrays: *const *const etm_array, n: usize) -> c_int;
     pub fn etm_async_eval(arrays: *const *const etm_array, n: usize) -> c_int;
     pub fn etm_graph_primitives(
@@ -220,6 +222,24 @@ unsafe extern "C" {
     /// `x * sigmoid(x)` as one compiled (fused) kernel.
     pub fn etm_compiled_silu(x: *const etm_array, s: etm_stream, out: *mut *mut etm_array)
         -> c_int;
+    /// Rope + KV-cache write + attention of a one-token decode step as one CUDA kernel (writes row `start` of
+    /// both caches through the inputs; see shim/ops_decode_attention.cpp). `freqs` may be null.
+    pub fn etm_decode_attention(
+        heads: *const etm_array,
+        k_cache: *const etm_array,
+        v_cache: *const etm_array,
+        offset: *const etm_array,
+        start: *const etm_array,
+        freqs: *const etm_array,
+        q_heads: c_int,
+        kv_heads: c_int,
+        traditional: bool,
+        rope_scale: f32,
+        log2_base: f32,
+        sdpa_scale: f32,
+        s: etm_stream,
+        out: *mut *mut etm_array,
+    ) -> c_int;
     /// `silu(gate) * up` as one compiled (fused) kernel.
     pub fn etm_compiled_swiglu(
         gate: *const etm_array,

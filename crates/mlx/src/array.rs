@@ -265,6 +265,15 @@ impl Array {
         id
     }
 
+    /// Whether this array holds data laid out row-major without gaps; false while it is unevaluated.
+    pub fn has_row_contiguous_data(&self) -> bool {
+        let mut contiguous = false;
+        // SAFETY: valid handle, out-pointer to a live local.
+        let status =
+            unsafe { mlx_sys::etm_array_row_contiguous_data(self.as_ptr(), &mut contiguous) };
+        status == 0 && contiguous
+    }
+
     /// Evaluates this array (blocking).
     pub fn eval(&self) -> Result<()> {
         eval(&[self])

@@ -111,6 +111,62 @@ pub fn scaled_dot_product_attention(
     })
 }
 
+/// The rotation and attention constants of [`decode_attention`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DecodeAttention {
+    pub q_heads: i32,
+    pub kv_heads: i32,
+    /// Rotate adjacent pairs instead of the two halves (as [`rope`]).
+    pub traditional: bool,
+    /// Positions are multiplied by this (as [`rope`]'s `scale`).
+    pub rope_scale: f32,
+    /// The rope base, used only without `freqs`.
+    pub base: f32,
+    /// Scores are multiplied by this (as [`scaled_dot_product_attention`]'s `scale`).
+    pub attention_scale: f32,
+}
+
+/// The attention block of a one-token decode step as one CUDA kernel: rotates the q heads and the new k heads of
+/// `heads` (`[B, HQ + 2 HK, 1, D]`: q, k, v heads) by [`rope`] at position `offset`, **writes** the rotated k and
+/// the v into row `start` of `k_cache` / `v_cache` (`[B, HK, S, D]`, evaluated, row-contiguous), and returns
+/// causal attention of q over rows `0..=start` (`[B, HQ, 1, D]`). `offset` and `start` are int32 scalars;
+/// `freqs` (float32 `[D / 2]`) as in [`rope`], else `base`.
+///
+/// The caches are updated through the input arrays, which MLX believes unchanged (its custom kernels cannot
+/// update an input in place). The caller must own the cache buffers alone, keep using the same cache arrays
+/// afterwards, and not read them again in the same graph before this kernel (see
+/// shim/ops_decode_attention.cpp). CUDA builds of MLX only.
+pub fn decode_attention(
+    heads: &Array,
+    k_cache: &Array,
+    v_cache: &Array,
+    offset: &Array,
+    start: &Array,
+    freqs: Option<&Array>,
+    params: &DecodeAttention,
+    s: Stream,
+) -> Result<Array> {
+    // SAFETY: valid (or null) handles borrowed for the call.
+    Array::produce("decode_attention", |out| unsafe {
+        mlx_sys::etm_decode_attention(
+            heads.as_ptr(),
+            k_cache.as_ptr(),
+            v_cache.as_ptr(),
+            offset.as_ptr(),
+            start.as_ptr(),
+            optional_ptr(freqs),
+            params.q_heads,
+            params.kv_heads,
+            params.traditional,
+            params.rope_scale,
+            params.base.log2(),
+            params.attention_scale,
+            s.raw(),
+            out,
+        )
+    })
+}
+
 /// A template argument of a custom kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TemplateArg {

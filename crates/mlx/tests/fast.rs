@@ -217,3 +217,156 @@ fn metal_kernel_fails_cleanly_without_metal() {
     };
     assert!(kernel.call(&mismatched, s).is_err());
 }
+
+/// Deterministic values in [-1, 1) (a small LCG: no RNG state shared with other tests).
+fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// `fast::decode_attention` against the ops it replaces (MLX's rope, a slice update of each cache, attention
+/// over the written rows), on MLX's CUDA backend: the output and the cache row it writes through. Elsewhere
+/// the kernel does not exist and the call must fail cleanly.
+#[test]
+fn decode_attention_matches_rope_cache_write_and_attention() {
+    let _g = lock();
+    let on_cuda = mlx::is_available(mlx::DeviceType::Gpu) && !cfg!(target_os = "macos");
+    let s = if on_cuda {
+        mlx::Stream::new_any_thread(mlx::DeviceType::Gpu).unwrap()
+    } else {
+        cpu()
+    };
+    // (batch, q heads, kv heads, head dim, cache rows, row written, dtype, freqs, traditional)
+    let cases = [
+        (1, 4, 2, 16, 64, 0, Dtype::Float32, true, false),
+        (1, 32, 8, 64, 640, 5, Dtype::Bfloat16, true, false),
+        (1, 32, 8, 64, 640, 300, Dtype::Float32, true, false),
+        (2, 9, 3, 64, 512, 200, Dtype::Float16, false, false),
+        (1, 8, 8, 128, 512, 129, Dtype::Bfloat16, false, true),
+    ];
+    for (case, &(b, hq, hk, d, rows, row, dtype, with_freqs, traditional)) in
+        cases.iter().enumerate()
+    {
+        let heads_total = hq + 2 * hk;
+        // Heads as the export makes them: a [B, 1, H*D] product viewed as [B, H, 1, D].
+        let qkv = Array::from_slice(
+            &pseudo_random((b * heads_total * d) as usize, case as u64),
+            &[b, 1, heads_total * d],
+        )
+        .unwrap();
+        let qkv = mlx::ops::astype(&qkv, dtype, s).unwrap();
+        let heads = mlx::ops::reshape(&qkv, &[b, 1, heads_total, d], s).unwrap();
+        let heads = mlx::ops::transpose(&heads, &[0, 2, 1, 3], s).unwrap();
+        let cache = |seed: u64| {
+            // Earlier rows hold values; the row written and those after it hold 7s (must not be read).
+            let mut values = pseudo_random((b * hk * rows * d) as usize, seed);
+            for (i, v) in values.iter_mut().enumerate() {
+                if (i / d as usize) % rows as usize >= row as usize {
+                    *v = 7.0;
+                }
+            }
+            let a = Array::from_slice(&values, &[b, hk, rows, d]).unwrap();
+            let a = mlx::ops::astype(&a, dtype, s).unwrap();
+            a.eval().unwrap();
+            a
+        };
+        let freqs_values: Vec<f32> = (0..d / 2)
+            .map(|i| 10000f32.powf(2.0 * i as f32 / d as f32))
+            .collect();
+        let freqs = f32s(&freqs_values, &[d / 2]);
+        let freqs = with_freqs.then_some(&freqs);
+        let base = if with_freqs { None } else { Some(10000.0) };
+        let offset = Array::scalar_i32(row + 3).unwrap(); // the rope position need not be the row
+        let start = Array::scalar_i32(row).unwrap();
+        let scale = 1.0 / (d as f32).sqrt();
+
+        // Reference: the unfused block.
+        let part = |x: &Array, from: i32, to: i32| {
+            mlx::ops::slice(x, &[0, from, 0, 0], &[b, to, 1, d], &[1, 1, 1, 1], s).unwrap()
+        };
+        let rotated = fast::rope(
+            &part(&heads, 0, hq + hk),
+            d,
+            traditional,
+            base,
+            1.0,
+            RopeOffset::Array(&offset),
+            freqs,
+            s,
+        )
+        .unwrap();
+        let (q, k, v) = (
+            part(&rotated, 0, hq),
+            part(&rotated, hq, hq + hk),
+            part(&heads, hq + hk, heads_total),
+        );
+        let written = |c: &Array, new: &Array| {
+            let updated = mlx::ops::slice_update(
+                c,
+                new,
+                &[0, 0, row, 0],
+                &[b, hk, row + 1, d],
+                &[1, 1, 1, 1],
+                s,
+            )
+            .unwrap();
+            mlx::ops::slice(
+                &updated,
+                &[0, 0, 0, 0],
+                &[b, hk, row + 1, d],
+                &[1, 1, 1, 1],
+                s,
+            )
+            .unwrap()
+        };
+        let (k_ref, v_ref) = (written(&cache(100), &k), written(&cache(200), &v));
+        let want =
+            fast::scaled_dot_product_attention(&q, &k_ref, &v_ref, scale, "causal", None, None, s)
+                .unwrap();
+
+        let (k_cache, v_cache) = (cache(100), cache(200));
+        let params = fast::DecodeAttention {
+            q_heads: hq,
+            kv_heads: hk,
+            traditional,
+            rope_scale: 1.0,
+            base: 10000.0,
+            attention_scale: scale,
+        };
+        let got = fast::decode_attention(
+            &heads, &k_cache, &v_cache, &offset, &start, freqs, &params, s,
+        )
+        .and_then(|out| {
+            out.eval()?;
+            Ok(out)
+        });
+        if !on_cuda {
+            let err = got.expect_err("the kernel exists only on CUDA");
+            assert!(!err.to_string().is_empty());
+            return;
+        }
+        let got = got.unwrap();
+        assert_eq!(got.shape(), vec![b, hq, 1, d]);
+        let f32_of = |a: &Array| read_f32(&mlx::ops::astype(a, Dtype::Float32, s).unwrap());
+        let tolerance = if dtype == Dtype::Float32 { 1e-4 } else { 2e-2 };
+        assert_close(&f32_of(&got), &f32_of(&want), tolerance);
+        // The caches now hold the reference's rows 0..=row (written through the inputs); the rotated k may
+        // differ from MLX's rope kernel in the last bit of its cos / sin.
+        let rows_of = |c: &Array| {
+            f32_of(
+                &mlx::ops::slice(c, &[0, 0, 0, 0], &[b, hk, row + 1, d], &[1, 1, 1, 1], s).unwrap(),
+            )
+        };
+        assert_close(&rows_of(&k_cache), &f32_of(&k_ref), tolerance);
+        assert_eq!(rows_of(&v_cache), f32_of(&v_ref), "case {case}: v cache");
+    }
+}

@@ -5,6 +5,7 @@
 //! write replaces (and drops) the previous handle: that is what lets MLX update KV caches in place.
 
 pub mod control;
+pub mod decode_attention;
 pub mod elementwise;
 pub mod fold;
 pub mod index;
@@ -35,6 +36,16 @@ pub fn run_chain(cx: &mut Ctx<'_>, chain: usize) -> Result<(), ExecError> {
             // Computed once at load (see `fold`): the slot gets the stored view, no graph node.
             let (out, array) = (*out, array.clone());
             cx.set(out, array)?;
+            continue;
+        }
+        let fused = uses_folded
+            && decode_attention::step(cx, index, op).map_err(|e| ExecError::InOp {
+                op: op.name(),
+                chain,
+                index,
+                source: Box::new(e),
+            })?;
+        if fused {
             continue;
         }
         dispatch(cx, op).map_err(|e| match e {

@@ -98,6 +98,10 @@ pub struct Transient {
     pub values: Vec<Option<Value>>,
     /// What is known about each array in `tensors` beyond the array, parallel to it.
     pub facts: Vec<SlotFacts>,
+    /// The attention block this execute is running fused, between its first op and its attention.
+    pub decode_attention: Option<super::decode_attention::Pending>,
+    /// The cache row of this execute's fused attention blocks as an int32 scalar array (one per execute).
+    start_row: Option<(i32, Array)>,
 }
 
 /// What is known about a transient slot's array beyond the array itself. Forgotten whenever the slot is written
@@ -167,6 +171,20 @@ impl Transient {
             tensors: vec![None; n as usize],
             values: vec![None; graph.num_values as usize],
             facts: vec![SlotFacts::default(); n as usize],
+            decode_attention: None,
+            start_row: None,
+        }
+    }
+
+    /// `row` as an int32 scalar array, made once per execute for all its fused attention blocks.
+    pub fn start_array(&mut self, row: i32) -> Result<Array, ExecError> {
+        match &self.start_row {
+            Some((cached, array)) if *cached == row => Ok(array.clone()),
+            _ => {
+                let array = Array::scalar_i32(row)?;
+                self.start_row = Some((row, array.clone()));
+                Ok(array)
+            }
         }
     }
     pub fn clear(&mut self) {
@@ -175,6 +193,8 @@ impl Transient {
         self.facts
             .iter_mut()
             .for_each(|f| *f = SlotFacts::default());
+        self.decode_attention = None;
+        self.start_row = None;
     }
 }
 
@@ -205,6 +225,8 @@ pub struct Ctx<'a> {
     pub options: &'a crate::backend::ExecOptions,
     /// Outputs whose products only need their last position (see [`Ctx::last_position_product`]).
     pub last_position_products: &'a [Tid],
+    /// The main chain's attention blocks (see [`super::decode_attention`]).
+    pub decode_attention: &'a super::decode_attention::Plan,
 }
 
 impl Ctx<'_> {
@@ -303,6 +325,12 @@ impl Ctx<'_> {
         self.options
             .compile_swiglu
             .unwrap_or(self.stream.device().device_type == mlx::DeviceType::Gpu)
+    }
+
+    /// Whether attention blocks of one-token steps run as one kernel
+    /// ([`crate::backend::option_keys::FUSE_DECODE_ATTENTION`]; by default on CUDA, where the kernel exists).
+    pub fn fuses_decode_attention(&self) -> bool {
+        self.options.fuse_decode_attention.unwrap_or(self.on_cuda())
     }
 
     /// Takes the array out of a writable slot, for in-place updates: the caller builds the updated

@@ -12,10 +12,12 @@
 //! 4. [`views`]: chained reshapes / transposes / expand-dims merged;
 //! 5. [`batched_matmul`]: rank-3 × 2-D products without MLX's flatten/unflatten around them;
 //!
-//! then dead-op elimination and slot allocation. Each pass is switched by an [`PassOptions`] field (an
+//! then dead-op elimination, [`decode_attention`] (an analysis: the attention blocks the executor may run as
+//! one kernel) and slot allocation. Each pass is switched by an [`PassOptions`] field (an
 //! MLXBackend option), so its effect can be measured A/B.
 
 pub mod batched_matmul;
+pub mod decode_attention;
 pub mod fuse_projections;
 pub mod infer;
 pub mod merge_heads;
@@ -104,6 +106,8 @@ pub struct PassReport {
     /// Inputs the rewritten graph assumes hold consecutive integers (positions), which the backend
     /// checks on every execute.
     pub consecutive_inputs: Vec<Tid>,
+    /// The attention blocks found in the rewritten chain (see [`decode_attention`]).
+    pub decode_attention: Vec<decode_attention::DecodeAttention>,
 }
 
 /// Runs the enabled passes over the main chain. A graph whose main chain runs nested chains (If, Scan)
@@ -155,6 +159,7 @@ pub fn run(graph: &mut Graph, options: &PassOptions, constants: &dyn ConstantVal
         *graph = original;
         return report;
     }
+    report.decode_attention = decode_attention::find(graph);
     ssa::allocate_slots(graph, &ssa);
     report.ops_after = graph.chains[graph.main_chain].len();
     report

@@ -86,6 +86,8 @@ impl Harness {
     }
 
     pub fn ctx(&mut self) -> Ctx<'_> {
+        static NO_ATTENTION_BLOCKS: etmlx_mlx::exec::decode_attention::Plan =
+            etmlx_mlx::exec::decode_attention::Plan::EMPTY;
         Ctx {
             layout: Layout::new(&self.graph),
             graph: &self.graph,
@@ -96,6 +98,7 @@ impl Harness {
             cache: None,
             options: &self.options,
             last_position_products: &[],
+            decode_attention: &NO_ATTENTION_BLOCKS,
         }
     }
 
