@@ -286,11 +286,14 @@ fn decode_inputs(template: &[HostTensor], token: i64, position: i64) -> Vec<Host
     inputs
 }
 
-/// Off CUDA a forced fused attention block is built from the unfused block's MLX ops: a prefill and twelve
-/// greedy one-token steps give bit-identical logits with and without it (what this checks is the executor's
-/// bookkeeping: which ops it skips, the cache rows it checks, the shapes it answers, the caches it writes).
+/// A prefill and twelve greedy one-token steps with and without the fused attention block. Off CUDA the
+/// forced block is built from the unfused block's MLX ops, so the logits must be bit-identical (what that
+/// checks is the executor's bookkeeping: which ops it skips, the cache rows it checks, the shapes it answers,
+/// the caches it writes). On CUDA the block is the custom kernel: the logits must agree within the fixture's
+/// tolerance and pick the same tokens.
 #[test]
 fn fused_decode_attention_matches_the_unfused_block_step_by_step() {
+    let on_cuda = mlx::is_available(mlx::DeviceType::Gpu) && !cfg!(target_os = "macos");
     for name in ["tiny_llama_custom", "tiny_llama_custom_4w"] {
         let dir = fixture(name);
         let prefill = read_bin(&dir.join("input_prefill.bin"));
@@ -320,10 +323,14 @@ fn fused_decode_attention_matches_the_unfused_block_step_by_step() {
                 .iter_mut()
                 .map(|m| as_f32(run(m, &inputs)[0].clone()))
                 .collect();
-            assert_eq!(
-                logits[0].bytes, logits[1].bytes,
-                "{name}: step {step} fused vs unfused"
-            );
+            let what = format!("{name}: step {step} fused vs unfused");
+            if on_cuda {
+                let (rtol, atol) = tolerance(&dir);
+                assert_close(&what, &logits[1], &logits[0], rtol, atol);
+                assert_eq!(argmax(&logits[0].bytes), argmax(&logits[1].bytes), "{what}");
+            } else {
+                assert_eq!(logits[0].bytes, logits[1].bytes, "{what}");
+            }
         }
     }
 }

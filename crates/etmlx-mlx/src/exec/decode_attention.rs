@@ -26,6 +26,12 @@ use crate::passes::decode_attention::{DecodeAttention, Part};
 
 const OP: &str = "decode attention";
 
+/// The most cache rows a fused block attends over. The kernel gives each query head one block of threads that
+/// walks the rows itself; MLX's own attention splits long rows across blocks (and cuDNN takes over at 256 keys
+/// on CUDA), so past a few thousand rows the unfused block is the faster one. Measured on an H200 (W1, bf16):
+/// at 1025 and 3001 rows the fused step is still 1.5-1.7x the unfused (docs/benchmarks.md).
+pub const MAX_FUSED_ROWS: i64 = 4096;
+
 /// What an op is to the block it belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -246,7 +252,8 @@ fn begin(cx: &Ctx<'_>, block_index: usize) -> Result<Option<Pending>, ExecError>
     {
         return Ok(None);
     }
-    let offset = cx.get(*offset)?;
+    let offset_tid = *offset;
+    let offset = cx.get(offset_tid)?;
     if offset.dtype() != Dtype::Int32 || offset.size() != 1 {
         return Ok(None);
     }
@@ -271,6 +278,12 @@ fn begin(cx: &Ctx<'_>, block_index: usize) -> Result<Option<Pending>, ExecError>
     {
         return Ok(None);
     }
+    let position = cx
+        .host_ints(offset_tid)
+        .and_then(|h| h.values.first().copied());
+    if rows_bound(position, cache_len) > MAX_FUSED_ROWS {
+        return Ok(None);
+    }
     Ok(Some(Pending {
         block: block_index,
         heads: heads.clone(),
@@ -281,6 +294,12 @@ fn begin(cx: &Ctx<'_>, block_index: usize) -> Result<Option<Pending>, ExecError>
         cache_len,
         start: None,
     }))
+}
+
+/// The most cache rows a step attends over: the position + 1 when the host knows the rope's position (the
+/// official exports rotate at the cache row they write), else the whole cache.
+fn rows_bound(host_position: Option<i64>, cache_len: i32) -> i64 {
+    host_position.map_or(i64::from(cache_len), |p| p.saturating_add(1))
 }
 
 /// Runs a block whose ops have all been reached: writes `out` and the caches.
@@ -405,4 +424,20 @@ fn attend(
         s,
     )?;
     cx.set(out, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{rows_bound, MAX_FUSED_ROWS};
+
+    #[test]
+    fn long_attention_spans_are_left_to_mlx() {
+        // A 128k-context export fuses its early steps (position known on the host) but not its late ones.
+        assert!(rows_bound(Some(100), 131_072) <= MAX_FUSED_ROWS);
+        assert!(rows_bound(Some(MAX_FUSED_ROWS - 1), 131_072) <= MAX_FUSED_ROWS);
+        assert!(rows_bound(Some(MAX_FUSED_ROWS), 131_072) > MAX_FUSED_ROWS);
+        // Without a host position the cache's length bounds the rows.
+        assert_eq!(rows_bound(None, 4096), 4096);
+        assert!(rows_bound(None, 8192) > MAX_FUSED_ROWS);
+    }
 }

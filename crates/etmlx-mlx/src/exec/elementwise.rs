@@ -2,7 +2,7 @@
 //! (GELU, SiLU, integer floor division), select, clip and dtype casts.
 
 use mlx::ops::{self, BinaryOp, UnaryOp};
-use mlx::Array;
+use mlx::{Array, Dtype};
 
 use super::Ctx;
 use crate::error::ExecError;
@@ -128,5 +128,44 @@ pub fn clip(
 pub fn astype(cx: &mut Ctx<'_>, x: Tid, out: Tid, scalar_type: i8) -> Result<(), ExecError> {
     let dt = cx.dtype(scalar_type)?;
     let r = ops::astype(cx.get(x)?, dt, cx.s())?;
-    cx.set(out, r)
+    // A host copy survives a cast to an integer type that holds every value (a position cast to int32 for the
+    // rope offset, see `exec::decode_attention`).
+    let host = cx
+        .host_ints(x)
+        .filter(|h| h.values.iter().all(|&v| integer_holds(dt, v)))
+        .cloned();
+    cx.set(out, r)?;
+    cx.set_host_ints(out, host);
+    Ok(())
+}
+
+/// Whether integer dtype `dt` represents `v` exactly (false for non-integer dtypes).
+fn integer_holds(dt: Dtype, v: i64) -> bool {
+    match dt {
+        Dtype::Int64 => true,
+        Dtype::Int32 => i32::try_from(v).is_ok(),
+        Dtype::Int16 => i16::try_from(v).is_ok(),
+        Dtype::Int8 => i8::try_from(v).is_ok(),
+        Dtype::Uint8 => u8::try_from(v).is_ok(),
+        Dtype::Uint16 => u16::try_from(v).is_ok(),
+        Dtype::Uint32 => u32::try_from(v).is_ok(),
+        Dtype::Uint64 => v >= 0,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::integer_holds;
+    use mlx::Dtype;
+
+    /// Host copies follow a cast only where the cast keeps every value (MLX would wrap the others).
+    #[test]
+    fn host_copies_follow_value_preserving_integer_casts() {
+        assert!(integer_holds(Dtype::Int32, 4095));
+        assert!(!integer_holds(Dtype::Int32, i64::from(i32::MAX) + 1));
+        assert!(!integer_holds(Dtype::Uint8, -1));
+        assert!(!integer_holds(Dtype::Float32, 1), "not an integer type");
+        assert!(!integer_holds(Dtype::Bool, 1));
+    }
 }
