@@ -34,6 +34,7 @@ const SHIM_SOURCES: &[&str] = &[
     "ops_fast.cpp",
     "ops_compiled.cpp",
     "ops_decode_attention.cpp",
+    "ops_residual_norm.cpp",
 ];
 
 struct MlxLocation {

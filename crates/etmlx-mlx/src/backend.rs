@@ -72,6 +72,10 @@ pub mod option_keys {
     /// (`exec::decode_attention`). Default: on with MLX's CUDA backend, the only one with that kernel; forced on
     /// elsewhere the block is built from the unfused block's MLX ops (for testing).
     pub const FUSE_DECODE_ATTENTION: &str = "fuse_decode_attention";
+    /// Bool: run a residual add and the RMS norm of its sum as one kernel (`exec::residual_norm`). Default: on
+    /// with MLX's CUDA backend, the only one with that kernel; forced on elsewhere the pair is built from the
+    /// unfused add and norm (for testing).
+    pub const FUSE_RESIDUAL_NORM: &str = "fuse_residual_norm";
     /// Bool: accumulate host-side timings of every execute (see [`super::take_exec_timings`]). Off by default.
     pub const PROFILE: &str = "profile";
 }
@@ -168,6 +172,8 @@ pub struct ExecOptions {
     pub compile_swiglu: Option<bool>,
     /// `None` takes the device's default (see [`option_keys::FUSE_DECODE_ATTENTION`]).
     pub fuse_decode_attention: Option<bool>,
+    /// `None` takes the device's default (see [`option_keys::FUSE_RESIDUAL_NORM`]).
+    pub fuse_residual_norm: Option<bool>,
 }
 
 impl ExecOptions {
@@ -223,6 +229,9 @@ impl ExecOptions {
                 (option_keys::FUSE_DECODE_ATTENTION, OptionValue::Bool(b)) => {
                     o.fuse_decode_attention = Some(*b)
                 }
+                (option_keys::FUSE_RESIDUAL_NORM, OptionValue::Bool(b)) => {
+                    o.fuse_residual_norm = Some(*b)
+                }
                 (key, value) => {
                     return Err(ExecError::Other(format!(
                         "unknown or mistyped MLXBackend option {key}={value:?}"
@@ -271,6 +280,8 @@ pub struct MlxHandle {
     last_position_products: Vec<Tid>,
     /// The main chain's attention blocks (see [`exec::decode_attention`]).
     decode_attention: exec::decode_attention::Plan,
+    /// The main chain's residual add + norm pairs (see [`exec::residual_norm`]).
+    residual_norm: exec::residual_norm::Plan,
     /// Keeps the constants and load-time state shared with other handles alive (see [`crate::weights`]).
     _shared: Option<StateLease>,
 }
@@ -375,6 +386,13 @@ impl MlxHandle {
             .map_or(0, Vec::len);
         let decode_attention =
             exec::decode_attention::Plan::new(state.decode_attention, main_chain_len);
+        let residual_norm = exec::residual_norm::Plan::new(
+            state
+                .graph
+                .chains
+                .get(state.graph.main_chain)
+                .map_or(&[], Vec::as_slice),
+        );
         Ok(MlxHandle {
             layout: Layout::new(&state.graph),
             transient: Transient::new(&state.graph),
@@ -391,6 +409,7 @@ impl MlxHandle {
             consecutive_inputs: state.consecutive_inputs,
             last_position_products,
             decode_attention,
+            residual_norm,
             _shared: shared,
         })
     }
@@ -427,6 +446,7 @@ impl MlxHandle {
             options: &self.options,
             last_position_products: &self.last_position_products,
             decode_attention: &self.decode_attention,
+            residual_norm: &self.residual_norm,
         };
         f(&mut cx)
     }

@@ -60,8 +60,8 @@ fn passes_on(dir: &Path) -> (PassReport, Graph) {
     (report, graph)
 }
 
-/// Every pass on (the rope pass, compiled SwiGLU and the fused decode attention are off by default on the
-/// CPU), optionally with an off-graph cache.
+/// Every pass on (the rope pass, compiled SwiGLU and the fused kernels are off by default on the CPU),
+/// optionally with an off-graph cache.
 fn all_passes() -> BackendOptions {
     let mut options = BackendOptions::default();
     for key in [
@@ -72,6 +72,7 @@ fn all_passes() -> BackendOptions {
         option_keys::BATCHED_MATMUL,
         option_keys::COMPILE_SWIGLU,
         option_keys::FUSE_DECODE_ATTENTION,
+        option_keys::FUSE_RESIDUAL_NORM,
     ] {
         options.set(BACKEND_ID, key, OptionValue::Bool(true));
     }
@@ -158,6 +159,9 @@ fn every_mode_loses_the_decomposed_rope_the_separate_projections_and_the_2d_prod
         assert_eq!(report.consecutive_inputs.len(), 1, "{name}: cache_position");
         assert_eq!(count("ItemInt"), item_reads, "{name}");
         assert_eq!(report.decode_attention.len(), attention_blocks, "{name}");
+        // Residual add + norm: after attention and after the MLP of each of the two layers.
+        let pairs = etmlx_mlx::exec::residual_norm::Plan::new(&graph.chains[graph.main_chain]);
+        assert_eq!(pairs.pairs(), 4, "{name}");
         for block in &report.decode_attention {
             assert_eq!(
                 (block.q_heads, block.kv_heads),
@@ -267,13 +271,14 @@ fn last_position_outputs_project_only_the_last_row() {
     }
 }
 
-fn with_fused_attention(on: bool) -> BackendOptions {
+fn with_fused_kernels(on: bool) -> BackendOptions {
     let mut options = all_passes();
-    options.set(
-        BACKEND_ID,
+    for key in [
         option_keys::FUSE_DECODE_ATTENTION,
-        OptionValue::Bool(on),
-    );
+        option_keys::FUSE_RESIDUAL_NORM,
+    ] {
+        options.set(BACKEND_ID, key, OptionValue::Bool(on));
+    }
     options
 }
 
@@ -286,23 +291,23 @@ fn decode_inputs(template: &[HostTensor], token: i64, position: i64) -> Vec<Host
     inputs
 }
 
-/// A prefill and twelve greedy one-token steps with and without the fused attention block. Off CUDA the
-/// forced block is built from the unfused block's MLX ops, so the logits must be bit-identical (what that
-/// checks is the executor's bookkeeping: which ops it skips, the cache rows it checks, the shapes it answers,
-/// the caches it writes). On CUDA the block is the custom kernel: the logits must agree within the fixture's
-/// tolerance and pick the same tokens.
+/// A prefill and twelve greedy one-token steps with and without the fused kernels (attention block, residual
+/// add + norm). Off CUDA the forced fusions are built from the unfused ops, so the logits must be bit-identical
+/// (what that checks is the executor's bookkeeping: which ops it skips, the cache rows it checks, the shapes it
+/// answers, the slots and caches it writes). On CUDA they are the custom kernels: the logits must agree within
+/// the fixture's tolerance and pick the same tokens.
 #[test]
-fn fused_decode_attention_matches_the_unfused_block_step_by_step() {
+fn fused_kernels_match_the_unfused_ops_step_by_step() {
     let on_cuda = mlx::is_available(mlx::DeviceType::Gpu) && !cfg!(target_os = "macos");
     for name in ["tiny_llama_custom", "tiny_llama_custom_4w"] {
         let dir = fixture(name);
         let prefill = read_bin(&dir.join("input_prefill.bin"));
         let template = read_bin(&dir.join("input_decode.bin"));
-        let prompt_len = prefill[1].sizes[0] as i64;
+        let prompt_len = prefill[1].sizes[0];
         let mut methods: Vec<_> = [false, true]
             .into_iter()
             .map(|on| {
-                open(&dir, with_fused_attention(on))
+                open(&dir, with_fused_kernels(on))
                     .load_method("forward")
                     .expect("load")
             })
@@ -311,10 +316,13 @@ fn fused_decode_attention_matches_the_unfused_block_step_by_step() {
             .iter_mut()
             .map(|m| as_f32(run(m, &prefill)[0].clone()))
             .collect();
-        assert_eq!(
-            logits[0].bytes, logits[1].bytes,
-            "{name}: prefill (not fused)"
-        );
+        let what = format!("{name}: prefill");
+        if on_cuda {
+            let (rtol, atol) = tolerance(&dir);
+            assert_close(&what, &logits[1], &logits[0], rtol, atol);
+        } else {
+            assert_eq!(logits[0].bytes, logits[1].bytes, "{what}");
+        }
         for step in 0..12 {
             let last = logits[0].bytes.len() / 4 - logits[0].sizes[2] as usize;
             let token = argmax(&logits[0].bytes[last * 4..]);
@@ -351,7 +359,7 @@ fn argmax(f32_bytes: &[u8]) -> usize {
 fn fused_decode_attention_refuses_a_row_past_the_cache() {
     let dir = fixture("tiny_llama_custom");
     let template = read_bin(&dir.join("input_decode.bin"));
-    let mut method = open(&dir, with_fused_attention(true))
+    let mut method = open(&dir, with_fused_kernels(true))
         .load_method("forward")
         .expect("load");
     // --max-ctx-len 64: rows 0..64.

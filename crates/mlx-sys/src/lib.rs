@@ -240,6 +240,15 @@ unsafe extern "C" {
         s: etm_stream,
         out: *mut *mut etm_array,
     ) -> c_int;
+    /// `a + b` and `rms_norm(a + b) * weight` as one CUDA kernel; `outs` receives two handles.
+    pub fn etm_residual_rms_norm(
+        a: *const etm_array,
+        b: *const etm_array,
+        weight: *const etm_array,
+        eps: f32,
+        s: etm_stream,
+        outs: *mut *mut etm_array,
+    ) -> c_int;
     /// `silu(gate) * up` as one compiled (fused) kernel.
     pub fn etm_compiled_swiglu(
         gate: *const etm_array,

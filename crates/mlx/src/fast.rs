@@ -136,6 +136,7 @@ pub struct DecodeAttention {
 /// update an input in place). The caller must own the cache buffers alone, keep using the same cache arrays
 /// afterwards, and not read them again in the same graph before this kernel (see
 /// shim/ops_decode_attention.cpp). CUDA builds of MLX only.
+#[allow(clippy::too_many_arguments)]
 pub fn decode_attention(
     heads: &Array,
     k_cache: &Array,
@@ -165,6 +166,39 @@ pub fn decode_attention(
             out,
         )
     })
+}
+
+/// `a + b` and `rms_norm(a + b) * weight` (over the last axis) as one CUDA kernel with two outputs: a residual
+/// add and the norm that reads it, one node instead of two. `a` and `b` share a shape and float dtype; `weight`
+/// is `[H]` of that dtype. Returns `(sum, normed)`. CUDA builds of MLX only.
+pub fn residual_rms_norm(
+    a: &Array,
+    b: &Array,
+    weight: &Array,
+    eps: f32,
+    s: Stream,
+) -> Result<(Array, Array)> {
+    let mut outs = vec![std::ptr::null_mut(); 2];
+    // SAFETY: valid handles borrowed for the call; `outs` has room for the two handles written.
+    let status = unsafe {
+        mlx_sys::etm_residual_rms_norm(
+            a.as_ptr(),
+            b.as_ptr(),
+            weight.as_ptr(),
+            eps,
+            s.raw(),
+            outs.as_mut_ptr(),
+        )
+    };
+    check("residual_rms_norm", status)?;
+    let mut arrays = crate::ops::collect_outputs("residual_rms_norm", outs)?.into_iter();
+    match (arrays.next(), arrays.next()) {
+        (Some(sum), Some(normed)) => Ok((sum, normed)),
+        _ => Err(MlxError::invalid(
+            "residual_rms_norm",
+            "expected two outputs",
+        )),
+    }
 }
 
 /// A template argument of a custom kernel.

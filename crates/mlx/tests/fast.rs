@@ -370,3 +370,58 @@ fn decode_attention_matches_rope_cache_write_and_attention() {
         assert_eq!(rows_of(&v_cache), f32_of(&v_ref), "case {case}: v cache");
     }
 }
+
+/// `fast::residual_rms_norm` against the add and `rms_norm` it replaces, on MLX's CUDA backend (elsewhere the
+/// kernel does not exist and the call must fail cleanly).
+#[test]
+fn residual_rms_norm_matches_add_then_rms_norm() {
+    let _g = lock();
+    let on_cuda = mlx::is_available(mlx::DeviceType::Gpu) && !cfg!(target_os = "macos");
+    let s = if on_cuda {
+        mlx::Stream::new_any_thread(mlx::DeviceType::Gpu).unwrap()
+    } else {
+        cpu()
+    };
+    for (case, (shape, dtype)) in [
+        (vec![1, 1, 2048], Dtype::Bfloat16),
+        (vec![1, 5, 576], Dtype::Float32),
+        (vec![2, 3, 4096], Dtype::Float16),
+        (vec![7, 100], Dtype::Bfloat16),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n: i32 = shape.iter().product();
+        let hidden = *shape.last().unwrap();
+        let make = |seed: u64, shape: &[i32], count: i32| {
+            let a = Array::from_slice(&pseudo_random(count as usize, seed), shape).unwrap();
+            mlx::ops::astype(&a, dtype, s).unwrap()
+        };
+        let (a, b) = (
+            make(10 + case as u64, &shape, n),
+            make(20 + case as u64, &shape, n),
+        );
+        let weight = make(30 + case as u64, &[hidden], hidden);
+        let eps = 1e-5;
+        let got = fast::residual_rms_norm(&a, &b, &weight, eps, s).and_then(|(sum, normed)| {
+            mlx::eval(&[&sum, &normed])?;
+            Ok((sum, normed))
+        });
+        if !on_cuda {
+            assert!(got.is_err(), "the kernel exists only on CUDA");
+            return;
+        }
+        let (sum, normed) = got.unwrap();
+        let want_sum = mlx::ops::binary(mlx::ops::BinaryOp::Add, &a, &b, s).unwrap();
+        let want_normed = fast::rms_norm(&want_sum, Some(&weight), eps, s).unwrap();
+        let f32_of = |x: &Array| read_f32(&mlx::ops::astype(x, Dtype::Float32, s).unwrap());
+        assert_eq!(sum.shape(), shape);
+        assert_eq!(
+            f32_of(&sum),
+            f32_of(&want_sum),
+            "case {case}: the sum is MLX's add"
+        );
+        let tolerance = if dtype == Dtype::Float32 { 1e-5 } else { 2e-2 };
+        assert_close(&f32_of(&normed), &f32_of(&want_normed), tolerance);
+    }
+}

@@ -13,6 +13,7 @@ pub mod linalg;
 pub mod nn;
 pub mod pass_inputs;
 pub mod reduce;
+pub mod residual_norm;
 pub mod scalar;
 pub mod shape;
 pub mod state;
@@ -31,22 +32,32 @@ pub fn run_chain(cx: &mut Ctx<'_>, chain: usize) -> Result<(), ExecError> {
         .get(chain)
         .ok_or_else(|| ExecError::Other(format!("chain {chain} does not exist")))?;
     let uses_folded = chain == cx.graph.main_chain && !cx.is_init_chain;
+    // Set when a fused residual add + norm wrote the next op's output too.
+    let mut next_done = false;
     for (index, op) in ops.iter().enumerate() {
+        if std::mem::take(&mut next_done) {
+            continue;
+        }
         if let Some(Some((out, array))) = cx.persistent.folded.get(index).filter(|_| uses_folded) {
             // Computed once at load (see `fold`): the slot gets the stored view, no graph node.
             let (out, array) = (*out, array.clone());
             cx.set(out, array)?;
             continue;
         }
-        let fused = uses_folded
-            && decode_attention::step(cx, index, op).map_err(|e| ExecError::InOp {
-                op: op.name(),
-                chain,
-                index,
-                source: Box::new(e),
-            })?;
-        if fused {
-            continue;
+        let in_op = |e| ExecError::InOp {
+            op: op.name(),
+            chain,
+            index,
+            source: Box::new(e),
+        };
+        if uses_folded {
+            if decode_attention::step(cx, index, op).map_err(in_op)? {
+                continue;
+            }
+            if residual_norm::step(cx, index).map_err(in_op)? {
+                next_done = true;
+                continue;
+            }
         }
         dispatch(cx, op).map_err(|e| match e {
             // Keep the innermost location when chains nest (If/Scan bodies).

@@ -227,6 +227,8 @@ pub struct Ctx<'a> {
     pub last_position_products: &'a [Tid],
     /// The main chain's attention blocks (see [`super::decode_attention`]).
     pub decode_attention: &'a super::decode_attention::Plan,
+    /// The main chain's residual add + norm pairs (see [`super::residual_norm`]).
+    pub residual_norm: &'a super::residual_norm::Plan,
 }
 
 impl Ctx<'_> {
@@ -331,6 +333,12 @@ impl Ctx<'_> {
     /// ([`crate::backend::option_keys::FUSE_DECODE_ATTENTION`]; by default on CUDA, where the kernel exists).
     pub fn fuses_decode_attention(&self) -> bool {
         self.options.fuse_decode_attention.unwrap_or(self.on_cuda())
+    }
+
+    /// Whether a residual add and the RMS norm of its sum run as one kernel
+    /// ([`crate::backend::option_keys::FUSE_RESIDUAL_NORM`]; by default on CUDA, where the kernel exists).
+    pub fn fuses_residual_norm(&self) -> bool {
+        self.options.fuse_residual_norm.unwrap_or(self.on_cuda())
     }
 
     /// Takes the array out of a writable slot, for in-place updates: the caller builds the updated

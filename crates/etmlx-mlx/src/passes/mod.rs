@@ -22,6 +22,7 @@ pub mod fuse_projections;
 pub mod infer;
 pub mod merge_heads;
 pub mod pair_ropes;
+pub mod residual_norm;
 pub mod rope;
 pub mod ssa;
 pub mod views;

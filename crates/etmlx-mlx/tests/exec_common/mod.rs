@@ -88,6 +88,8 @@ impl Harness {
     pub fn ctx(&mut self) -> Ctx<'_> {
         static NO_ATTENTION_BLOCKS: etmlx_mlx::exec::decode_attention::Plan =
             etmlx_mlx::exec::decode_attention::Plan::EMPTY;
+        static NO_RESIDUAL_NORMS: etmlx_mlx::exec::residual_norm::Plan =
+            etmlx_mlx::exec::residual_norm::Plan::EMPTY;
         Ctx {
             layout: Layout::new(&self.graph),
             graph: &self.graph,
@@ -99,6 +101,7 @@ impl Harness {
             options: &self.options,
             last_position_products: &[],
             decode_attention: &NO_ATTENTION_BLOCKS,
+            residual_norm: &NO_RESIDUAL_NORMS,
         }
     }
 
