@@ -69,7 +69,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_constant_folding: bool,
     /// Set a boolean MLXBackend option, e.g. `fuse_rope=false` (repeatable): to measure a graph pass A/B.
-    #[arg(long = "mlx-option", value_name = "KEY=true|false", value_parser = parse_bool_option)]
+    #[arg(long = "mlx-option", value_name = "KEY=true|false", value_parser = etmlx_cli::parse_bool_option)]
     pub mlx_options: Vec<(String, bool)>,
     /// Seed of the random token ids.
     #[arg(long, default_value_t = 0)]
@@ -309,17 +309,6 @@ pub fn backend_options(mut o: BackendOptions, args: &BenchArgs) -> BackendOption
         o.set(id, key, OptionValue::Bool(*value));
     }
     o
-}
-
-/// `KEY=true|false` of `--mlx-option` (unknown keys are refused by the backend at load, naming the key).
-fn parse_bool_option(text: &str) -> std::result::Result<(String, bool), String> {
-    let (key, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("expected KEY=true|false, got '{text}'"))?;
-    let value = value
-        .parse::<bool>()
-        .map_err(|_| format!("'{value}' is not true or false (in '{text}')"))?;
-    Ok((key.to_string(), value))
 }
 
 struct Runner {

@@ -27,6 +27,17 @@ pub fn open_program(pte: &Path, ptd: Option<&Path>, options: BackendOptions) -> 
     Ok(program)
 }
 
+/// `KEY=true|false` of `--mlx-option` (unknown keys are refused by the backend at load, naming the key).
+pub fn parse_bool_option(text: &str) -> std::result::Result<(String, bool), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=true|false, got '{text}'"))?;
+    let value = value
+        .parse::<bool>()
+        .map_err(|_| format!("'{value}' is not true or false (in '{text}')"))?;
+    Ok((key.to_string(), value))
+}
+
 pub mod inspect;
 pub mod run;
 

@@ -38,6 +38,10 @@ struct EngineArgs {
     /// Allow custom Metal kernels embedded in the program (GPU source code from the file).
     #[arg(long)]
     allow_custom_kernels: bool,
+    /// Set a boolean MLXBackend option (repeatable), e.g. `fuse_decode_attention=false` to run the unfused
+    /// attention ops (docs/architecture.md lists the options).
+    #[arg(long = "mlx-option", value_name = "KEY=true|false", value_parser = etmlx_cli::parse_bool_option)]
+    mlx_options: Vec<(String, bool)>,
 }
 
 impl EngineArgs {
@@ -57,6 +61,9 @@ impl EngineArgs {
                 etmlx_mlx::backend::option_keys::ALLOW_CUSTOM_KERNELS,
                 OptionValue::Bool(true),
             );
+        }
+        for (key, value) in &self.mlx_options {
+            o.set(id, key, OptionValue::Bool(*value));
         }
         o
     }

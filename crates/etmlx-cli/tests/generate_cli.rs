@@ -79,6 +79,22 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn json_greedy_ids_match_hf() {
+    check_greedy_ids(&[]);
+}
+
+/// The same through the fused kernels' bookkeeping (`--mlx-option`; on the CPU the fusions build the unfused
+/// ops, on CUDA the kernels run).
+#[test]
+fn greedy_ids_match_hf_with_the_fused_kernels_forced() {
+    check_greedy_ids(&[
+        "--mlx-option",
+        "fuse_decode_attention=true",
+        "--mlx-option",
+        "fuse_residual_norm=true",
+    ]);
+}
+
+fn check_greedy_ids(extra_args: &[&str]) {
     let dir = fixtures().join("tiny_llama_custom");
     let meta = read_json(dir.join("meta.json"));
     let greedy = read_json(dir.join("greedy.json"));
@@ -91,20 +107,23 @@ fn json_greedy_ids_match_hf() {
     let expected = &greedy["new_token_ids"];
     let tok = word_tokenizer("json");
     let pte = dir.join("model.pte");
-    let out = etmlx(&[
+    let prompt_arg = prompt_text(&prompt);
+    let mut args = vec![
         "generate",
         pte.to_str().unwrap(),
         "--tokenizer",
         tok.to_str().unwrap(),
         "--prompt",
-        &prompt_text(&prompt),
+        &prompt_arg,
         "--raw",
         "--json",
         "--temperature",
         "0",
         "--max-new-tokens",
         "12",
-    ]);
+    ];
+    args.extend_from_slice(extra_args);
+    let out = etmlx(&args);
     assert!(out.status.success(), "etmlx failed: {}", stderr(&out));
     let stdout = String::from_utf8(out.stdout.clone()).expect("utf-8");
     let last = stdout.lines().last().expect("a JSON line");
@@ -239,6 +258,21 @@ fn bad_inputs_fail_clearly() {
             "hi",
         ],
         "not an LLM export",
+    );
+    // An MLXBackend option that does not exist.
+    assert_fails(
+        &[
+            "generate",
+            tiny,
+            "--tokenizer",
+            tok,
+            "--prompt",
+            "w5",
+            "--raw",
+            "--mlx-option",
+            "fuse_everything=true",
+        ],
+        "unknown or mistyped MLXBackend option fuse_everything",
     );
     // Chat templating without a template.
     assert_fails(

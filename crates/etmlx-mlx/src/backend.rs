@@ -72,9 +72,10 @@ pub mod option_keys {
     /// (`exec::decode_attention`). Default: on with MLX's CUDA backend, the only one with that kernel; forced on
     /// elsewhere the block is built from the unfused block's MLX ops (for testing).
     pub const FUSE_DECODE_ATTENTION: &str = "fuse_decode_attention";
-    /// Bool: run a residual add and the RMS norm of its sum as one kernel (`exec::residual_norm`). Default: on
-    /// with MLX's CUDA backend, the only one with that kernel; forced on elsewhere the pair is built from the
-    /// unfused add and norm (for testing).
+    /// Bool: run a residual add and the RMS norm of its sum as one kernel (`exec::residual_norm`; MLX's CUDA
+    /// backend only has that kernel, elsewhere the pair is built from the unfused add and norm, for testing).
+    /// Off by default: on an H200 the custom-kernel node costs about what the two nodes it replaces cost, and
+    /// seven interleaved A/B pairs showed no gain (docs/benchmarks.md).
     pub const FUSE_RESIDUAL_NORM: &str = "fuse_residual_norm";
     /// Bool: accumulate host-side timings of every execute (see [`super::take_exec_timings`]). Off by default.
     pub const PROFILE: &str = "profile";

@@ -6,6 +6,10 @@
 //! (the sum, which later residual adds read, and the normalised sum), and the caller skips the norm. On CUDA the
 //! pair is the custom kernel; a CPU forced to fuse (for testing this bookkeeping) builds the unfused add and
 //! norm, so its results are identical to the unfused pair's.
+//!
+//! Off by default (option `fuse_residual_norm`): on an H200 a custom-kernel node costs MLX about as much host
+//! time as the add and norm nodes it replaces (its source is assembled and hashed on every call), and seven
+//! interleaved A/B pairs of W1 decode showed no gain (docs/benchmarks.md, session 6).
 
 use mlx::fast;
 use mlx::ops::{self, BinaryOp};

@@ -336,9 +336,9 @@ impl Ctx<'_> {
     }
 
     /// Whether a residual add and the RMS norm of its sum run as one kernel
-    /// ([`crate::backend::option_keys::FUSE_RESIDUAL_NORM`]; by default on CUDA, where the kernel exists).
+    /// ([`crate::backend::option_keys::FUSE_RESIDUAL_NORM`]; off unless asked for).
     pub fn fuses_residual_norm(&self) -> bool {
-        self.options.fuse_residual_norm.unwrap_or(self.on_cuda())
+        self.options.fuse_residual_norm.unwrap_or(false)
     }
 
     /// Takes the array out of a writable slot, for in-place updates: the caller builds the updated
