@@ -316,13 +316,16 @@ fn fused_kernels_match_the_unfused_ops_step_by_step() {
             .iter_mut()
             .map(|m| as_f32(run(m, &prefill)[0].clone()))
             .collect();
-        let what = format!("{name}: prefill");
-        if on_cuda {
-            let (rtol, atol) = tolerance(&dir);
-            assert_close(&what, &logits[1], &logits[0], rtol, atol);
-        } else {
-            assert_eq!(logits[0].bytes, logits[1].bytes, "{what}");
-        }
+        let (rtol, atol) = tolerance(&dir);
+        let agree = |what: &str, unfused: &HostTensor, fused: &HostTensor| {
+            if on_cuda {
+                assert_close(what, fused, unfused, rtol, atol);
+                assert_eq!(argmax(&unfused.bytes), argmax(&fused.bytes), "{what}");
+            } else {
+                assert_eq!(unfused.bytes, fused.bytes, "{what}");
+            }
+        };
+        agree(&format!("{name}: prefill"), &logits[0], &logits[1]);
         for step in 0..12 {
             let last = logits[0].bytes.len() / 4 - logits[0].sizes[2] as usize;
             let token = argmax(&logits[0].bytes[last * 4..]);
@@ -331,14 +334,7 @@ fn fused_kernels_match_the_unfused_ops_step_by_step() {
                 .iter_mut()
                 .map(|m| as_f32(run(m, &inputs)[0].clone()))
                 .collect();
-            let what = format!("{name}: step {step} fused vs unfused");
-            if on_cuda {
-                let (rtol, atol) = tolerance(&dir);
-                assert_close(&what, &logits[1], &logits[0], rtol, atol);
-                assert_eq!(argmax(&logits[0].bytes), argmax(&logits[1].bytes), "{what}");
-            } else {
-                assert_eq!(logits[0].bytes, logits[1].bytes, "{what}");
-            }
+            agree(&format!("{name}: step {step}"), &logits[0], &logits[1]);
         }
     }
 }

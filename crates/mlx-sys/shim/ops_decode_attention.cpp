@@ -18,9 +18,6 @@
 // exp2(-i/half * log2(base))), rotated q and k rounded to the input dtype as `fast::rope` outputs them, scores,
 // softmax and the weighted sum in fp32 (online softmax, merged across threads at the end).
 #include <cstdio>
-#include <cstring>
-#include <mutex>
-#include <unordered_map>
 
 #include "shim.h"
 
@@ -204,11 +201,6 @@ constexpr const char* kBody = R"(
   }
 )";
 
-uint32_t float_bits(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof(bits));
-  return bits;
-}
 
 // The kernel source for one set of float constants (one per model in practice).
 std::string kernel_source(float rope_scale, float log2_base, float sdpa_scale) {
@@ -219,25 +211,6 @@ std::string kernel_source(float rope_scale, float log2_base, float sdpa_scale) {
       "  constexpr int SDPA_SCALE = 0x%08x;\n",
       float_bits(rope_scale), float_bits(log2_base), float_bits(sdpa_scale));
   return std::string(defines) + kBody;
-}
-
-// `cuda_kernel` objects by source (building one scans the source; calls then only assemble the signature).
-const mx::fast::CustomKernelFunction& kernel_for(const std::string& source) {
-  static std::mutex mutex;
-  static std::unordered_map<std::string, mx::fast::CustomKernelFunction> kernels;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = kernels.find(source);
-  if (it == kernels.end()) {
-    it = kernels
-             .emplace(
-                 source,
-                 mx::fast::cuda_kernel(
-                     "etmlx_decode_attention",
-                     {"heads", "k_cache", "v_cache", "offset", "start", "freqs"}, {"out"}, source,
-                     /*header=*/"", /*ensure_row_contiguous=*/false))
-             .first;
-  }
-  return it->second;
 }
 
 void require(bool condition, const std::string& message) {
@@ -288,7 +261,9 @@ int etm_decode_attention(
       require(fq.dtype() == mx::float32 && fq.size() == static_cast<size_t>(dim / 2),
           "freqs must be float32 [D / 2]");
     }
-    const auto& kernel = kernel_for(kernel_source(rope_scale, log2_base, sdpa_scale));
+    const auto& kernel = cached_cuda_kernel(
+        "etmlx_decode_attention", {"heads", "k_cache", "v_cache", "offset", "start", "freqs"}, {"out"},
+        kernel_source(rope_scale, log2_base, sdpa_scale), /*ensure_row_contiguous=*/false);
     const mx::array& freqs_input = has_freqs ? deref(freqs) : off;  // unread without freqs
     auto outputs = kernel(
         {h, kc, vc, off, row, freqs_input}, {mx::Shape{batch, q_heads, 1, dim}}, {h.dtype()},

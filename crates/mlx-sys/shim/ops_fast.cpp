@@ -1,5 +1,9 @@
-// mlx::core::fast: fused norms, RoPE, attention and custom Metal kernels.
+// mlx::core::fast: fused norms, RoPE, attention, custom Metal kernels, and the cache of custom CUDA kernels.
 #include <stdexcept>
+
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 #include "shim.h"
 
@@ -32,6 +36,33 @@ std::string to_string_or_empty(const char* value) {
 }
 
 }  // namespace
+
+namespace etm {
+
+const mx::fast::CustomKernelFunction& cached_cuda_kernel(
+    const std::string& name, const std::vector<std::string>& input_names,
+    const std::vector<std::string>& output_names, const std::string& source,
+    bool ensure_row_contiguous) {
+  static std::mutex mutex;
+  static std::unordered_map<std::string, mx::fast::CustomKernelFunction> kernels;
+  std::lock_guard<std::mutex> lock(mutex);
+  std::string key = name + '\n' + source;
+  auto it = kernels.find(key);
+  if (it == kernels.end()) {
+    auto kernel = mx::fast::cuda_kernel(
+        name, input_names, output_names, source, /*header=*/"", ensure_row_contiguous);
+    it = kernels.emplace(std::move(key), std::move(kernel)).first;
+  }
+  return it->second;
+}
+
+uint32_t float_bits(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  return bits;
+}
+
+}  // namespace etm
 
 extern "C" {
 

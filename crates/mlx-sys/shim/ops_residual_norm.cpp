@@ -7,9 +7,6 @@
 // Numerics follow MLX's kernels: h rounded to the dtype as MLX's Add stores it; the mean square of h in fp32;
 // n = w * T(h * rsqrt(mean + eps)) as MLX's `rms_norm` kernel computes it.
 #include <cstdio>
-#include <cstring>
-#include <mutex>
-#include <unordered_map>
 
 #include "shim.h"
 
@@ -57,28 +54,9 @@ constexpr const char* kBody = R"(
 )";
 
 std::string kernel_source(float eps) {
-  uint32_t bits;
-  std::memcpy(&bits, &eps, sizeof(bits));
   char define[64];
-  std::snprintf(define, sizeof(define), "  constexpr int EPS = 0x%08x;\n", bits);
+  std::snprintf(define, sizeof(define), "  constexpr int EPS = 0x%08x;\n", float_bits(eps));
   return std::string(define) + kBody;
-}
-
-// `cuda_kernel` objects by source (one per eps in practice).
-const mx::fast::CustomKernelFunction& kernel_for(const std::string& source) {
-  static std::mutex mutex;
-  static std::unordered_map<std::string, mx::fast::CustomKernelFunction> kernels;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = kernels.find(source);
-  if (it == kernels.end()) {
-    it = kernels
-             .emplace(
-                 source, mx::fast::cuda_kernel(
-                             "etmlx_residual_rms_norm", {"a", "b", "weight"}, {"sum", "normed"},
-                             source, /*header=*/"", /*ensure_row_contiguous=*/true))
-             .first;
-  }
-  return it->second;
 }
 
 void require(bool condition, const char* message) {
@@ -108,7 +86,10 @@ int etm_residual_rms_norm(
     require(hidden > 0 && w.ndim() == 1 && w.shape(0) == hidden, "weight must be [H]");
     const int rows = static_cast<int>(x.size() / hidden);
     require(rows > 0, "at least one row");
-    auto outputs = kernel_for(kernel_source(eps))(
+    const auto& kernel = cached_cuda_kernel(
+        "etmlx_residual_rms_norm", {"a", "b", "weight"}, {"sum", "normed"}, kernel_source(eps),
+        /*ensure_row_contiguous=*/true);
+    auto outputs = kernel(
         {x, y, w}, {x.shape(), x.shape()}, {x.dtype(), x.dtype()}, {kThreads * rows, 1, 1},
         {kThreads, 1, 1}, {{"T", x.dtype()}, {"H", hidden}, {"NT", kThreads}}, std::nullopt, false,
         to_stream(s));

@@ -64,6 +64,18 @@ inline std::vector<int> to_ints(const int32_t* values, size_t n) {
   return std::vector<int>(values, values + n);
 }
 
+// A `fast::cuda_kernel` built once per (name, source) and kept for the process: building one scans the source,
+// calls then only assemble the kernel's signature. Used by the custom-kernel files (ops_decode_attention.cpp,
+// ops_residual_norm.cpp).
+const mx::fast::CustomKernelFunction& cached_cuda_kernel(
+    const std::string& name, const std::vector<std::string>& input_names,
+    const std::vector<std::string>& output_names, const std::string& source,
+    bool ensure_row_contiguous);
+
+// `value`'s IEEE-754 bits: float constants enter kernel source as `__int_as_float(0x...)` (custom kernels take
+// no float template arguments).
+uint32_t float_bits(float value);
+
 inline const mx::array& deref(const etm_array* a) {
   if (a == nullptr) {
     throw std::invalid_argument("null array handle");

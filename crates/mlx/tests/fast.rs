@@ -218,6 +218,17 @@ fn metal_kernel_fails_cleanly_without_metal() {
     assert!(kernel.call(&mismatched, s).is_err());
 }
 
+/// Whether MLX runs on CUDA here, and a stream there (else the CPU's): the custom CUDA kernels' tests.
+fn cuda_or_cpu() -> (bool, mlx::Stream) {
+    let on_cuda = mlx::is_available(mlx::DeviceType::Gpu) && !cfg!(target_os = "macos");
+    let s = if on_cuda {
+        mlx::Stream::new_any_thread(mlx::DeviceType::Gpu).unwrap()
+    } else {
+        cpu()
+    };
+    (on_cuda, s)
+}
+
 /// Deterministic values in [-1, 1) (a small LCG: no RNG state shared with other tests).
 fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed
@@ -239,12 +250,7 @@ fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
 #[test]
 fn decode_attention_matches_rope_cache_write_and_attention() {
     let _g = lock();
-    let on_cuda = mlx::is_available(mlx::DeviceType::Gpu) && !cfg!(target_os = "macos");
-    let s = if on_cuda {
-        mlx::Stream::new_any_thread(mlx::DeviceType::Gpu).unwrap()
-    } else {
-        cpu()
-    };
+    let (on_cuda, s) = cuda_or_cpu();
     // (batch, q heads, kv heads, head dim, cache rows, row written, dtype, freqs, traditional)
     let cases = [
         (1, 4, 2, 16, 64, 0, Dtype::Float32, true, false),
@@ -376,12 +382,7 @@ fn decode_attention_matches_rope_cache_write_and_attention() {
 #[test]
 fn residual_rms_norm_matches_add_then_rms_norm() {
     let _g = lock();
-    let on_cuda = mlx::is_available(mlx::DeviceType::Gpu) && !cfg!(target_os = "macos");
-    let s = if on_cuda {
-        mlx::Stream::new_any_thread(mlx::DeviceType::Gpu).unwrap()
-    } else {
-        cpu()
-    };
+    let (on_cuda, s) = cuda_or_cpu();
     for (case, (shape, dtype)) in [
         (vec![1, 1, 2048], Dtype::Bfloat16),
         (vec![1, 5, 576], Dtype::Float32),
