@@ -68,8 +68,9 @@ pub struct BenchArgs {
     /// measure what that load-time folding saves.
     #[arg(long)]
     pub no_constant_folding: bool,
-    /// Set a boolean MLXBackend option, e.g. `fuse_rope=false` (repeatable): to measure a graph pass A/B.
-    #[arg(long = "mlx-option", value_name = "KEY=true|false", value_parser = etmlx_cli::parse_bool_option)]
+    /// The engine's `--mlx-option` values (set by the caller from the shared engine arguments), recorded in the
+    /// report: a graph pass or fusion measured A/B.
+    #[arg(skip)]
     pub mlx_options: Vec<(String, bool)>,
     /// Seed of the random token ids.
     #[arg(long, default_value_t = 0)]
@@ -304,9 +305,6 @@ pub fn backend_options(mut o: BackendOptions, args: &BenchArgs) -> BackendOption
             option_keys::FOLD_CONSTANT_VIEWS,
             OptionValue::Bool(false),
         );
-    }
-    for (key, value) in &args.mlx_options {
-        o.set(id, key, OptionValue::Bool(*value));
     }
     o
 }

@@ -233,7 +233,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             transcribe::run(&args, engine.backend_options())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { args, engine } => {
+        Command::Bench { mut args, engine } => {
+            args.mlx_options = engine.mlx_options.clone();
             let device = engine.device.clone().unwrap_or_else(|| {
                 let gpu = mlx::is_available(mlx::DeviceType::Gpu);
                 if gpu { "gpu" } else { "cpu" }.to_string()
