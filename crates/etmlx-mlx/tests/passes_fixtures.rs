@@ -9,7 +9,7 @@ use std::path::Path;
 use delegate_common::*;
 use etmlx_mlx::backend::option_keys;
 use etmlx_mlx::cache::CacheGeometry;
-use etmlx_mlx::ir::{Graph, Tid};
+use etmlx_mlx::ir::{Graph, Op, Tid};
 use etmlx_mlx::passes::{self, ConstantValues, PassOptions, PassReport};
 use etmlx_mlx::{install_sequence_cache, KvCacheSpec, BACKEND_ID};
 use etmlx_runtime::{BackendOptions, HostTensor, OptionValue, ScalarType};
@@ -269,6 +269,42 @@ fn last_position_outputs_project_only_the_last_row() {
             atol,
         );
     }
+}
+
+/// A cache some other op also reads is not fused: the kernel writes it where MLX sees only a read, so nothing
+/// else may depend on it. Here a copy of layer 0's key cache into the output, after everything else.
+#[test]
+fn a_cache_read_outside_its_block_keeps_the_block_unfused() {
+    let dir = fixture("tiny_llama_custom");
+    let (mut graph, named) = payload(&dir);
+    let original = graph.clone();
+    let key_cache_0 = graph
+        .tensor_names()
+        .into_iter()
+        .find(|(_, name)| name.ends_with("/key_cache_0"))
+        .map(|(tid, _)| tid)
+        .expect("a key cache named key_cache_0");
+    let output = graph.output_map[0].tid().expect("a tensor output");
+    let main = graph.main_chain;
+    graph.chains[main].push(Op::IdCopy {
+        x: key_cache_0,
+        out: output,
+    });
+    let report = passes::run(
+        &mut graph,
+        &PassOptions::default(),
+        &FileScalars {
+            graph: &original,
+            named: &named,
+        },
+    );
+    assert_eq!(report.decode_attention.len(), 1, "only layer 1's block");
+    let chain = &graph.chains[graph.main_chain];
+    let block = &report.decode_attention[0];
+    let Op::SliceUpdate { dst, .. } = &chain[block.k_write] else {
+        panic!("the block's key write is a SliceUpdate");
+    };
+    assert_ne!(*dst, key_cache_0);
 }
 
 fn with_fused_kernels(on: bool) -> BackendOptions {

@@ -7,8 +7,9 @@
 //
 // The cache write goes *through* the cache inputs: MLX custom kernels cannot update an input in place, so the
 // kernel writes the new rows into buffers MLX believes it only reads. That is sound here because
-// - the executor only fuses caches it owns alone (a handle's zero-filled mutable buffers, only ever written by
-//   this kernel or by `slice_update`), and keeps the same array in the cache slot afterwards;
+// - the executor only fuses caches it owns alone: a handle's zero-filled mutable buffers, which the IR analysis
+//   (`passes/decode_attention.rs`) proves no op but the block's own writes and reads touches, so they only ever
+//   hold this kernel's writes or `slice_update` results; it keeps the same array in the cache slot afterwards;
 // - nothing later in the same step reads the cache (the kernel is the step's only reader of its rows), and the
 //   rows a step reads [0, start) are never the row it writes (start); the next step is ordered after this one on
 //   the stream;
@@ -67,7 +68,7 @@ constexpr const char* kBody = R"(
   for (int i = t; i < HALF; i += NT) {
     float inv_freq;
     if (HAS_FREQS) {
-      inv_freq = 1.0 / static_cast<float>(freqs[i]);
+      inv_freq = 1.0 / static_cast<float>(freqs[i * freqs_strides[0]]);
     } else {
       inv_freq = exp2(-(static_cast<float>(i) / static_cast<float>(HALF)) * log2_base);
     }
@@ -213,6 +214,11 @@ std::string kernel_source(float rope_scale, float log2_base, float sdpa_scale) {
   return std::string(defines) + kBody;
 }
 
+bool dense_and_aligned(const mx::array& x) {
+  return x.status() != mx::array::Status::unscheduled && x.flags().row_contiguous &&
+      x.offset() % 16 == 0;  // offset() counts bytes
+}
+
 void require(bool condition, const std::string& message) {
   if (!condition) {
     throw std::invalid_argument("[decode_attention] " + message);
@@ -250,8 +256,7 @@ int etm_decode_attention(
       require(cache->ndim() == 4 && cache->shape(0) == batch && cache->shape(1) == kv_heads &&
                   cache->shape(3) == dim && cache->dtype() == h.dtype(),
           "caches must be [B, HK, S, D] of the heads' dtype");
-      require(cache->status() != mx::array::Status::unscheduled && cache->flags().row_contiguous,
-          "caches must be evaluated and row-contiguous");
+      require(dense_and_aligned(*cache), "caches must be evaluated, row-contiguous and 16-byte aligned");
     }
     require(off.dtype() == mx::int32 && off.size() == 1, "offset must be one int32");
     require(row.dtype() == mx::int32 && row.size() == 1, "start must be one int32");
@@ -264,7 +269,8 @@ int etm_decode_attention(
     const auto& kernel = cached_cuda_kernel(
         "etmlx_decode_attention", {"heads", "k_cache", "v_cache", "offset", "start", "freqs"}, {"out"},
         kernel_source(rope_scale, log2_base, sdpa_scale), /*ensure_row_contiguous=*/false);
-    const mx::array& freqs_input = has_freqs ? deref(freqs) : off;  // unread without freqs
+    // Without freqs the kernel reads none; the heads stand in (any input of rank > 0 gets its strides passed).
+    const mx::array& freqs_input = has_freqs ? deref(freqs) : h;
     auto outputs = kernel(
         {h, kc, vc, off, row, freqs_input}, {mx::Shape{batch, q_heads, 1, dim}}, {h.dtype()},
         {kThreads * batch * q_heads, 1, 1}, {kThreads, 1, 1},
@@ -280,12 +286,10 @@ int etm_decode_attention(
   });
 }
 
-// Whether `a` holds data laid out row-major without gaps (false while it is still unevaluated).
-int etm_array_row_contiguous_data(const etm_array* a, bool* out) noexcept {
-  return guarded([&] {
-    const auto& x = deref(a);
-    *out = x.status() != mx::array::Status::unscheduled && x.flags().row_contiguous;
-  });
+// Whether `a` holds data laid out row-major without gaps from a 16-byte aligned start (false while it is still
+// unevaluated): what the kernel's vector loads of cache rows need.
+int etm_array_dense_aligned_data(const etm_array* a, bool* out) noexcept {
+  return guarded([&] { *out = dense_and_aligned(deref(a)); });
 }
 
 }  // extern "C"

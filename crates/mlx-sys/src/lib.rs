@@ -171,8 +171,9 @@ unsafe extern "C" {
     pub fn etm_array_dtype(a: *const etm_array, out: *mut c_int) -> c_int;
     pub fn etm_array_size(a: *const etm_array, out: *mut usize) -> c_int;
     pub fn etm_array_id(a: *const etm_array, out: *mut usize) -> c_int;
-    /// Whether the array holds data laid out row-major without gaps (false while unevaluated).
-    pub fn etm_array_row_contiguous_data(a: *const etm_array, out: *mut bool) -> c_int;
+    /// Whether the array holds data laid out row-major without gaps from a 16-byte aligned start (false while
+    /// unevaluated).
+    pub fn etm_array_dense_aligned_data(a: *const etm_array, out: *mut bool) -> c_int;
     pub fn etm_eval(arrays: *const *const etm_array, n: usize) -> c_int;
     pub fn etm_async_eval(arrays: *const *const etm_array, n: usize) -> c_int;
     pub fn etm_graph_primitives(

@@ -265,13 +265,13 @@ impl Array {
         id
     }
 
-    /// Whether this array holds data laid out row-major without gaps; false while it is unevaluated.
-    pub fn has_row_contiguous_data(&self) -> bool {
-        let mut contiguous = false;
+    /// Whether this array holds data laid out row-major without gaps from a 16-byte aligned start; false while it
+    /// is unevaluated.
+    pub fn has_dense_aligned_data(&self) -> bool {
+        let mut dense = false;
         // SAFETY: valid handle, out-pointer to a live local.
-        let status =
-            unsafe { mlx_sys::etm_array_row_contiguous_data(self.as_ptr(), &mut contiguous) };
-        status == 0 && contiguous
+        let status = unsafe { mlx_sys::etm_array_dense_aligned_data(self.as_ptr(), &mut dense) };
+        status == 0 && dense
     }
 
     /// Evaluates this array (blocking).

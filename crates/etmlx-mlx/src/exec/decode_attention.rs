@@ -266,8 +266,8 @@ fn begin(cx: &Ctx<'_>, block_index: usize) -> Result<Option<Pending>, ExecError>
     let cache_fits = |c: &Array| {
         c.shape() == cache_shape
             && c.dtype() == dtype
-            // The kernel writes through these buffers: only evaluated, gap-free ones.
-            && (!cx.on_cuda() || c.has_row_contiguous_data())
+            // The kernel writes through these buffers and loads their rows 16 bytes at a time.
+            && (!cx.on_cuda() || c.has_dense_aligned_data())
     };
     let [_, _, cache_len, _] = cache_shape[..] else {
         return Ok(None);

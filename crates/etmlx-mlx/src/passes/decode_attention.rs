@@ -13,13 +13,14 @@
 //! Sdpa(q, keys, values, no mask) -> out
 //! ```
 //!
-//! Every intermediate is read only inside the block, except by `SymSize` ops (shapes the executor knows
-//! without the arrays). The caches are mutable buffers that no other op of the block's span touches, and the
-//! rope's offset and frequencies are defined before the block starts (so the executor can read them there).
-//! Runs on the single-assignment chain after the last dead-op elimination: op indices stay valid through slot
-//! allocation, which renames slots but moves no op.
+//! Every intermediate is a temp the passes renamed, read only inside the block except by `SymSize` ops (shapes
+//! the executor knows without the arrays). The caches are mutable buffers that no other op of any chain touches
+//! (the fused kernel writes them where MLX sees only a read, so nothing else may order itself around them), and
+//! the rope's offset and frequencies are defined before the block starts (so the executor can read them there).
+//! Blocks do not overlap. Runs on the single-assignment chain after the last dead-op elimination: op indices stay
+//! valid through slot allocation, which renames slots but moves no op.
 
-use super::ssa::Uses;
+use super::ssa::{Ssa, Uses};
 use crate::ir::{Graph, IntOrVid, Op, Tid, TidClass, VidOrTid};
 
 /// One attention block, by main-chain op index.
@@ -52,13 +53,41 @@ pub enum Part {
     CacheRows,
 }
 
-/// Every block of the main chain (a chain in single-assignment form).
-pub fn find(graph: &Graph) -> Vec<DecodeAttention> {
+/// Every block of the main chain (a chain in single-assignment form, renamed by `ssa`).
+pub fn find(graph: &Graph, ssa: &Ssa) -> Vec<DecodeAttention> {
     let chain = &graph.chains[graph.main_chain];
     let uses = Uses::of(chain);
-    (0..chain.len())
-        .filter_map(|at| match_block(graph, chain, &uses, at))
-        .collect()
+    let mut blocks: Vec<DecodeAttention> = Vec::new();
+    for found in (0..chain.len()).filter_map(|at| match_block(graph, ssa, chain, &uses, at)) {
+        // Blocks are matched in chain order; one that starts inside the previous one means the pattern is not
+        // what this analysis understands: fuse nothing.
+        if blocks
+            .last()
+            .is_some_and(|prev| found.heads_split <= prev.attention)
+        {
+            return Vec::new();
+        }
+        blocks.push(found);
+    }
+    blocks
+}
+
+/// Whether any op of any chain, other than the main chain's `block_ops`, reads or writes `tid`. The exports'
+/// closing `IdCopy` of a buffer onto itself (the mutable-buffer write-back) keeps the same array and does not count.
+fn touched_elsewhere(graph: &Graph, tid: Tid, block_ops: &[usize]) -> bool {
+    graph.chains.iter().enumerate().any(|(c, chain)| {
+        chain.iter().enumerate().any(|(i, op)| {
+            if c == graph.main_chain && block_ops.contains(&i) {
+                return false;
+            }
+            if matches!(op, Op::IdCopy { x, out } if x == out) {
+                return false;
+            }
+            let mut touches = false;
+            op.for_each_tid(|t| touches |= t == tid);
+            touches
+        })
+    })
 }
 
 fn lit(v: &IntOrVid) -> Option<i64> {
@@ -131,7 +160,13 @@ fn defined_before(uses: &Uses, tid: Tid, at: usize) -> bool {
     uses.def(tid).is_none_or(|d| d < at)
 }
 
-fn match_block(graph: &Graph, chain: &[Op], uses: &Uses, at: usize) -> Option<DecodeAttention> {
+fn match_block(
+    graph: &Graph,
+    ssa: &Ssa,
+    chain: &[Op],
+    uses: &Uses,
+    at: usize,
+) -> Option<DecodeAttention> {
     let Op::Split {
         outs,
         sizes,
@@ -183,6 +218,8 @@ fn match_block(graph: &Graph, chain: &[Op], uses: &Uses, at: usize) -> Option<De
     };
     let (q_heads, k_heads) = (lit(q_heads)?, lit(k_heads)?);
     if *x != *rotated
+        || q_heads <= 0
+        || kv_heads <= 0
         || k_heads != kv_heads
         || q_heads + k_heads != qk_heads
         || q_heads % kv_heads != 0
@@ -231,14 +268,18 @@ fn match_block(graph: &Graph, chain: &[Op], uses: &Uses, at: usize) -> Option<De
     if !in_order {
         return None;
     }
-    // No other op of the span touches the caches.
+    // Only the block touches the caches; the executor skips the ops that define its intermediates, so none may
+    // be a slot the graph names (an output, a slot another chain reads).
     let block_ops = [k_write, v_write, k_read, v_read];
-    let touches_cache = |op: &Op| {
-        let mut touches = false;
-        op.for_each_tid(|t| touches |= t == k_cache || t == v_cache);
-        touches
-    };
-    if (at..=attention).any(|i| !block_ops.contains(&i) && touches_cache(&chain[i])) {
+    if touched_elsewhere(graph, k_cache, &block_ops)
+        || touched_elsewhere(graph, v_cache, &block_ops)
+    {
+        return None;
+    }
+    if ![qk, v, *rotated, q, k, *keys, *values]
+        .iter()
+        .all(|&t| ssa.is_renamed_temp(t))
+    {
         return None;
     }
     // The executor answers shape reads from the block's pending state, which ends at the attention.

@@ -160,7 +160,7 @@ pub fn run(graph: &mut Graph, options: &PassOptions, constants: &dyn ConstantVal
         *graph = original;
         return report;
     }
-    report.decode_attention = decode_attention::find(graph);
+    report.decode_attention = decode_attention::find(graph, &ssa);
     ssa::allocate_slots(graph, &ssa);
     report.ops_after = graph.chains[graph.main_chain].len();
     report
