@@ -358,7 +358,7 @@ impl MlxHandle {
         let state = weights::LoadedState {
             graph: handle.graph.clone(),
             consecutive_inputs: handle.consecutive_inputs.clone(),
-            decode_attention: handle.decode_attention.blocks().to_vec(),
+            decode_attention: handle.decode_attention.found(),
             constants: handle.persistent.constants.clone(),
             folded: handle.persistent.folded.clone(),
         };
@@ -380,20 +380,14 @@ impl MlxHandle {
         } else {
             Vec::new()
         };
-        let main_chain_len = state
+        let main_chain = state
             .graph
             .chains
             .get(state.graph.main_chain)
-            .map_or(0, Vec::len);
+            .map_or(&[][..], Vec::as_slice);
         let decode_attention =
-            exec::decode_attention::Plan::new(state.decode_attention, main_chain_len);
-        let residual_norm = exec::residual_norm::Plan::new(
-            state
-                .graph
-                .chains
-                .get(state.graph.main_chain)
-                .map_or(&[], Vec::as_slice),
-        );
+            exec::decode_attention::Plan::new(state.decode_attention, main_chain);
+        let residual_norm = exec::residual_norm::Plan::new(main_chain);
         Ok(MlxHandle {
             layout: Layout::new(&state.graph),
             transient: Transient::new(&state.graph),

@@ -234,39 +234,24 @@ mod tests {
             .flat_map(|v| v.to_le_bytes())
             .collect();
         let (mut a, mut b) = (WeightLease::default(), WeightLease::default());
-        let first = shared_constant(
-            "w",
-            &bytes,
-            digest_of(&bytes),
-            &[2, 2],
-            Dtype::Float32,
-            &mut a,
-        )
-        .expect("load");
-        let second = shared_constant(
-            "w",
-            &bytes,
-            digest_of(&bytes),
-            &[2, 2],
-            Dtype::Float32,
-            &mut b,
-        )
-        .expect("load");
+        let load = |name: &str, shape: &[i32], lease: &mut WeightLease| {
+            shared_constant(
+                name,
+                &bytes,
+                digest_of(&bytes),
+                shape,
+                Dtype::Float32,
+                lease,
+            )
+            .expect("load")
+        };
+        let first = load("w", &[2, 2], &mut a);
+        let second = load("w", &[2, 2], &mut b);
         assert_eq!(first.id(), second.id(), "one array for both handles");
         assert!(Arc::ptr_eq(&a.0[0], &b.0[0]));
         // Another name, shape or dtype over the same bytes is another constant.
-        let renamed = shared_constant(
-            "v",
-            &bytes,
-            digest_of(&bytes),
-            &[2, 2],
-            Dtype::Float32,
-            &mut b,
-        )
-        .expect("load");
-        let reshaped =
-            shared_constant("w", &bytes, digest_of(&bytes), &[4], Dtype::Float32, &mut b)
-                .expect("load");
+        let renamed = load("v", &[2, 2], &mut b);
+        let reshaped = load("w", &[4], &mut b);
         assert_ne!(renamed.id(), first.id());
         assert_ne!(reshaped.id(), first.id());
         let weak = Arc::downgrade(&a.0[0]);

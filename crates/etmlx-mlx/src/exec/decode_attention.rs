@@ -21,7 +21,7 @@ use mlx::{Array, Dtype};
 
 use super::Ctx;
 use crate::error::ExecError;
-use crate::ir::{Op, Tid};
+use crate::ir::{Op, Tid, VidOrTid};
 use crate::passes::decode_attention::{DecodeAttention, Part};
 
 const OP: &str = "decode attention";
@@ -44,10 +44,65 @@ enum Role {
     ShapeRead(Part),
 }
 
+/// A block, with what its ops say read once from the (slot-allocated) main chain.
+#[derive(Debug)]
+struct Block {
+    found: DecodeAttention,
+    heads: Tid,
+    offset: Tid,
+    freqs: Option<Tid>,
+    rope_dims: i32,
+    traditional: bool,
+    base: f32,
+    rope_scale: f32,
+    k_cache: Tid,
+    v_cache: Tid,
+}
+
+impl Block {
+    /// `None` when the ops at the found indices are not the block's kinds (a plan for another chain).
+    fn read(found: DecodeAttention, chain: &[Op]) -> Option<Block> {
+        let (
+            Op::Split { x: heads, .. },
+            Op::Rope {
+                dims,
+                offset: VidOrTid::Tid(offset),
+                freqs,
+                traditional,
+                base,
+                scale,
+                ..
+            },
+            Op::SliceUpdate { dst: k_cache, .. },
+            Op::SliceUpdate { dst: v_cache, .. },
+        ) = (
+            chain.get(found.heads_split)?,
+            chain.get(found.rope)?,
+            chain.get(found.k_write)?,
+            chain.get(found.v_write)?,
+        )
+        else {
+            return None;
+        };
+        Some(Block {
+            heads: *heads,
+            offset: *offset,
+            freqs: *freqs,
+            rope_dims: *dims,
+            traditional: *traditional,
+            base: *base,
+            rope_scale: *scale,
+            k_cache: *k_cache,
+            v_cache: *v_cache,
+            found,
+        })
+    }
+}
+
 /// The blocks of one graph and, per main-chain op, its role in one of them.
 #[derive(Debug, Default)]
 pub struct Plan {
-    blocks: Vec<DecodeAttention>,
+    blocks: Vec<Block>,
     roles: Vec<Option<(usize, Role)>>,
 }
 
@@ -58,9 +113,13 @@ impl Plan {
         roles: Vec::new(),
     };
 
-    pub fn new(blocks: Vec<DecodeAttention>, chain_len: usize) -> Plan {
-        let mut roles = vec![None; chain_len];
-        for (b, block) in blocks.iter().enumerate() {
+    pub fn new(found: Vec<DecodeAttention>, main_chain: &[Op]) -> Plan {
+        let blocks: Vec<Block> = found
+            .into_iter()
+            .filter_map(|f| Block::read(f, main_chain))
+            .collect();
+        let mut roles = vec![None; main_chain.len()];
+        for (b, block) in blocks.iter().map(|b| &b.found).enumerate() {
             let mut assign = |index: usize, role: Role| {
                 if let Some(slot) = roles.get_mut(index) {
                     *slot = Some((b, role));
@@ -81,8 +140,9 @@ impl Plan {
         Plan { blocks, roles }
     }
 
-    pub fn blocks(&self) -> &[DecodeAttention] {
-        &self.blocks
+    /// The blocks as the analysis found them (for another handle over the same graph).
+    pub fn found(&self) -> Vec<DecodeAttention> {
+        self.blocks.iter().map(|b| b.found.clone()).collect()
     }
 }
 
@@ -194,7 +254,7 @@ fn pending_mut<'c>(cx: &'c mut Ctx<'_>) -> Result<&'c mut Pending, ExecError> {
 }
 
 fn part_shape(plan: &Plan, pending: &Pending, part: Part) -> Result<[i32; 4], ExecError> {
-    let block = &plan.blocks[pending.block];
+    let block = &plan.blocks[pending.block].found;
     let (b, d) = (pending.batch, pending.head_dim);
     Ok(match part {
         Part::QueryKey => [b, block.q_heads + block.kv_heads, 1, d],
@@ -211,32 +271,9 @@ fn part_shape(plan: &Plan, pending: &Pending, part: Part) -> Result<[i32; 4], Ex
 
 /// The block's operands, or `None` when this execute runs the block unfused.
 fn begin(cx: &Ctx<'_>, block_index: usize) -> Result<Option<Pending>, ExecError> {
-    let plan = cx.decode_attention;
-    let block = &plan.blocks[block_index];
-    let chain = &cx.graph.chains[cx.graph.main_chain];
-    let (
-        Op::Split { x: heads, .. },
-        Op::Rope {
-            dims,
-            offset,
-            freqs,
-            ..
-        },
-        Op::SliceUpdate { dst: k_cache, .. },
-        Op::SliceUpdate { dst: v_cache, .. },
-    ) = (
-        &chain[block.heads_split],
-        &chain[block.rope],
-        &chain[block.k_write],
-        &chain[block.v_write],
-    )
-    else {
-        return Ok(None);
-    };
-    let crate::ir::VidOrTid::Tid(offset) = offset else {
-        return Ok(None);
-    };
-    let heads = cx.get(*heads)?;
+    let block = &cx.decode_attention.blocks[block_index];
+    let (q_heads, kv_heads) = (block.found.q_heads, block.found.kv_heads);
+    let heads = cx.get(block.heads)?;
     let [batch, all_heads, 1, head_dim] = heads.shape()[..] else {
         return Ok(None);
     };
@@ -244,24 +281,23 @@ fn begin(cx: &Ctx<'_>, block_index: usize) -> Result<Option<Pending>, ExecError>
     let float = matches!(dtype, Dtype::Bfloat16 | Dtype::Float16 | Dtype::Float32);
     let vector = 16 / heads.itemsize() as i32;
     if !float
-        || all_heads != block.q_heads + 2 * block.kv_heads
-        || *dims != head_dim
+        || all_heads != q_heads + 2 * kv_heads
+        || block.rope_dims != head_dim
         || head_dim % 2 != 0
         || head_dim % vector != 0
         || head_dim > 256
     {
         return Ok(None);
     }
-    let offset_tid = *offset;
-    let offset = cx.get(offset_tid)?;
+    let offset = cx.get(block.offset)?;
     if offset.dtype() != Dtype::Int32 || offset.size() != 1 {
         return Ok(None);
     }
-    let freqs = cx.get_opt(*freqs)?;
+    let freqs = cx.get_opt(block.freqs)?;
     if freqs.is_some_and(|f| f.dtype() != Dtype::Float32 || f.size() != head_dim as usize / 2) {
         return Ok(None);
     }
-    let (k_cache, v_cache) = (cx.get(*k_cache)?, cx.get(*v_cache)?);
+    let (k_cache, v_cache) = (cx.get(block.k_cache)?, cx.get(block.v_cache)?);
     let cache_shape = k_cache.shape();
     let cache_fits = |c: &Array| {
         c.shape() == cache_shape
@@ -272,14 +308,14 @@ fn begin(cx: &Ctx<'_>, block_index: usize) -> Result<Option<Pending>, ExecError>
     let [_, _, cache_len, _] = cache_shape[..] else {
         return Ok(None);
     };
-    if cache_shape != [batch, block.kv_heads, cache_len, head_dim]
+    if cache_shape != [batch, kv_heads, cache_len, head_dim]
         || !cache_fits(k_cache)
         || !cache_fits(v_cache)
     {
         return Ok(None);
     }
     let position = cx
-        .host_ints(offset_tid)
+        .host_ints(block.offset)
         .and_then(|h| h.values.first().copied());
     if rows_bound(position, cache_len) > MAX_FUSED_ROWS {
         return Ok(None);
@@ -310,27 +346,8 @@ fn attend(
     attention_scale: f32,
     causal: bool,
 ) -> Result<(), ExecError> {
-    let plan = cx.decode_attention;
-    let block = &plan.blocks[pending.block];
-    let chain = &cx.graph.chains[cx.graph.main_chain];
-    let (
-        Op::Rope {
-            traditional,
-            base,
-            scale,
-            ..
-        },
-        Op::SliceUpdate { dst: k_cache, .. },
-        Op::SliceUpdate { dst: v_cache, .. },
-    ) = (
-        &chain[block.rope],
-        &chain[block.k_write],
-        &chain[block.v_write],
-    )
-    else {
-        return Err(ExecError::invalid(OP, "the block's ops changed"));
-    };
-    let (k_cache, v_cache) = (*k_cache, *v_cache);
+    let block = &cx.decode_attention.blocks[pending.block];
+    let (k_cache, v_cache) = (block.k_cache, block.v_cache);
     let start = pending
         .start
         .ok_or_else(|| ExecError::invalid(OP, "attention before the cache writes"))?;
@@ -338,11 +355,11 @@ fn attend(
     if cx.on_cuda() {
         let start = cx.transient.start_array(start)?;
         let params = fast::DecodeAttention {
-            q_heads: block.q_heads,
-            kv_heads: block.kv_heads,
-            traditional: *traditional,
-            rope_scale: *scale,
-            base: *base,
+            q_heads: block.found.q_heads,
+            kv_heads: block.found.kv_heads,
+            traditional: block.traditional,
+            rope_scale: block.rope_scale,
+            base: block.base,
             attention_scale,
         };
         let result = fast::decode_attention(
@@ -361,20 +378,20 @@ fn attend(
     // The unfused block's MLX ops, in its order.
     let (b, hq, hk, d) = (
         pending.batch,
-        block.q_heads,
-        block.kv_heads,
+        block.found.q_heads,
+        block.found.kv_heads,
         pending.head_dim,
     );
     let heads_part = |x: &Array, from: i32, to: i32| {
         ops::slice(x, &[0, from, 0, 0], &[b, to, 1, d], &[1, 1, 1, 1], s)
     };
-    let base = pending.freqs.is_none().then_some(*base);
+    let base = pending.freqs.is_none().then_some(block.base);
     let rotated = fast::rope(
         &heads_part(&pending.heads, 0, hq + hk)?,
         d,
-        *traditional,
+        block.traditional,
         base,
-        *scale,
+        block.rope_scale,
         RopeOffset::Array(&pending.offset),
         pending.freqs.as_ref(),
         s,
@@ -386,31 +403,24 @@ fn attend(
     let v = heads_part(&pending.heads, hq + hk, hq + 2 * hk)?;
     let mut rows = Vec::with_capacity(2);
     for (cache, new) in [(k_cache, k), (v_cache, v)] {
-        // Taken out of the slot so MLX can update the buffer in place.
+        // Taken out of the slot so MLX can update the buffer in place (put back if the update fails).
         let old = cx.take(cache)?;
-        let updated = match ops::slice_update(
+        let updated = ops::slice_update(
             &old,
             &new,
             &[0, 0, start, 0],
             &[b, hk, start + 1, d],
             &[1, 1, 1, 1],
             s,
-        ) {
-            Ok(updated) => updated,
-            Err(e) => {
-                cx.set(cache, old)?;
-                return Err(e.into());
-            }
-        };
-        drop(old);
+        );
+        super::index::finish_update(cx, cache, cache, old, updated.map_err(Into::into))?;
         rows.push(ops::slice(
-            &updated,
+            cx.get(cache)?,
             &[0, 0, 0, 0],
             &[b, hk, start + 1, d],
             &[1, 1, 1, 1],
             s,
         )?);
-        cx.set(cache, updated)?;
     }
     let mode = if causal { "causal" } else { "" };
     let result = fast::scaled_dot_product_attention(

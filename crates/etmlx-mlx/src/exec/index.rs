@@ -128,7 +128,7 @@ fn take_dst(cx: &mut Ctx<'_>, dst: Tid, out: Tid) -> Result<Array, ExecError> {
 
 /// Stores the result of an update; on failure an in-place `dst` is put back first, so a failed
 /// execute does not leave a mutable buffer slot empty.
-fn finish_update(
+pub(super) fn finish_update(
     cx: &mut Ctx<'_>,
     dst: Tid,
     out: Tid,

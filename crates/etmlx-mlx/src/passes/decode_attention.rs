@@ -90,10 +90,21 @@ fn touched_elsewhere(graph: &Graph, tid: Tid, block_ops: &[usize]) -> bool {
     })
 }
 
-fn lit(v: &IntOrVid) -> Option<i64> {
-    match v {
-        IntOrVid::Lit(x) => Some(*x),
-        IntOrVid::Vid(_) => None,
+/// A split of one input along the heads axis (1) into two parts of literal sizes: `(x, parts, sizes)`.
+fn two_part_head_split(op: &Op) -> Option<(Tid, [Tid; 2], [i64; 2])> {
+    match op {
+        Op::Split {
+            x,
+            outs,
+            sizes,
+            axis: 1,
+        } => match (&outs[..], &sizes[..]) {
+            (&[first, second], &[IntOrVid::Lit(a), IntOrVid::Lit(b)]) => {
+                Some((*x, [first, second], [a, b]))
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -167,19 +178,7 @@ fn match_block(
     uses: &Uses,
     at: usize,
 ) -> Option<DecodeAttention> {
-    let Op::Split {
-        outs,
-        sizes,
-        axis: 1,
-        ..
-    } = &chain[at]
-    else {
-        return None;
-    };
-    let (&[qk, v], [qk_heads, kv_heads]) = (&outs[..], &sizes[..]) else {
-        return None;
-    };
-    let (qk_heads, kv_heads) = (lit(qk_heads)?, lit(kv_heads)?);
+    let (_, [qk, v], [qk_heads, kv_heads]) = two_part_head_split(&chain[at])?;
     let mut shape_reads = Vec::new();
 
     let rope = only_reader(chain, uses, qk, Part::QueryKey, &mut shape_reads)?;
@@ -204,20 +203,8 @@ fn match_block(
     }
 
     let qk_split = only_reader(chain, uses, *rotated, Part::QueryKey, &mut shape_reads)?;
-    let Op::Split {
-        x,
-        outs,
-        sizes,
-        axis: 1,
-    } = &chain[qk_split]
-    else {
-        return None;
-    };
-    let (&[q, k], [q_heads, k_heads]) = (&outs[..], &sizes[..]) else {
-        return None;
-    };
-    let (q_heads, k_heads) = (lit(q_heads)?, lit(k_heads)?);
-    if *x != *rotated
+    let (x, [q, k], [q_heads, k_heads]) = two_part_head_split(&chain[qk_split])?;
+    if x != *rotated
         || q_heads <= 0
         || kv_heads <= 0
         || k_heads != kv_heads
