@@ -1,9 +1,12 @@
 //! `etmlx bench`: prefill and decode throughput of an LLM export, with llama-bench semantics.
 //!
 //! - Prompt processing (`ppN`): N random token ids (fixed seed) from position 0, in calls of at most the export's
-//!   prefill chunk size; tok/s = N / wall time of the calls (each call returns once its logits are on the host).
-//! - Generation (`tgN`): after a 1-token prompt (untimed), N single-token steps, each feeding back the host argmax
-//!   of the previous logits; tok/s = N / wall time of the N steps.
+//!   prefill chunk size; tok/s = N / wall time of the calls. Where `generate` uses the device-resident pipelined
+//!   loop (every official LLM export), the prompt runs through it: the logits stay on the device, the first token
+//!   is sampled there (argmax), and the clock stops when that token reaches the host. Otherwise (the host loop)
+//!   each call returns once its last logits are on the host.
+//! - Generation (`tgN`): after a 1-token prompt (untimed), N single-token steps, each feeding back the greedy
+//!   token of the previous step, through the same loop; tok/s = N / wall time of the N steps.
 //! - One warm-up (or `--warmup`) before the measured runs covers every prefill chunk shape and the decode shape
 //!   (MLX compiles kernels on first use); `-r` repetitions per test, reported as median/min/max.
 //! - Peak memory is MLX's allocator peak, reset before each test. Load time is reported, never included.
@@ -71,7 +74,7 @@ pub struct BenchArgs {
     /// The engine's `--mlx-option` values (set by the caller from the shared engine arguments), recorded in the
     /// report: a graph pass or fusion measured A/B.
     #[arg(skip)]
-    pub mlx_options: Vec<(String, bool)>,
+    pub mlx_options: Vec<(String, etmlx_cli::MlxOptionValue)>,
     /// Seed of the random token ids.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -135,10 +138,14 @@ pub struct CallProfile {
     pub wait_ms: f64,
     /// Host argmax over the vocabulary (decode only).
     pub argmax_ms: f64,
+    /// The profile's own cost: walking each call's graph to count its primitives (not there without `--profile`).
+    pub count_ms: f64,
     /// Everything else in the step: the runtime's instruction loop and portable kernels, output handling.
     pub other_ms: f64,
     /// MLX graph nodes submitted per call (each one an encoded kernel or a no-op view on the GPU).
     pub primitives_per_step: f64,
+    /// Staged submissions per call (`--mlx-option submit_every=N`; their time is in `submit_ms`).
+    pub stages_per_call: f64,
     /// `submit_ms` spread over those nodes: MLX's host cost per primitive.
     pub submit_us_per_primitive: f64,
     /// The most frequent primitive kinds, nodes per call, most frequent first.
@@ -195,14 +202,14 @@ pub struct BenchReport {
     pub warmup: usize,
     pub seed: u64,
     pub sampling: &'static str,
-    /// The decode loop the tgN tests ran: "device-pipelined" or "host" (see `etmlx_llm::DecodePath`).
+    /// The loop the ppN and tgN tests ran: "device-pipelined" or "host" (see `etmlx_llm::DecodePath`).
     pub decode_path: &'static str,
     /// Default tests left out because they do not fit the export, with the reason.
     pub skipped: Vec<String>,
     /// Whether views of constants were folded at load (`--no-constant-folding` turns it off).
     pub constant_folding: bool,
-    /// Boolean MLXBackend options set with `--mlx-option`.
-    pub mlx_options: Vec<(String, bool)>,
+    /// MLXBackend options set with `--mlx-option`.
+    pub mlx_options: Vec<(String, etmlx_cli::MlxOptionValue)>,
     pub prefill: Vec<TestResult>,
     pub decode: Vec<TestResult>,
     /// Highest MLX peak over all tests (after load).
@@ -323,7 +330,7 @@ impl Runner {
         self.generator.model_mut()
     }
 
-    fn step(&mut self, tokens: &[u32], start: usize) -> Result<StepOutput> {
+    fn step(&mut self, tokens: &[u32], start: usize) -> Result<StepOutput<'_>> {
         let sampling = self.sampling;
         Ok(self.model().forward(tokens, start, sampling.as_ref())?)
     }
@@ -331,18 +338,56 @@ impl Runner {
     /// Prefill of `prompt` from position 0 in chunks; returns the wall time in seconds.
     fn prefill(&mut self, prompt: &[u32]) -> Result<f64> {
         self.generator.reset()?;
+        match self.decode_path {
+            DecodePath::DevicePipelined => self.prefill_pipelined(prompt),
+            DecodePath::Host => {
+                let started = Instant::now();
+                self.feed(prompt)?;
+                Ok(started.elapsed().as_secs_f64())
+            }
+        }
+    }
+
+    /// The prompt as `generate` prefills it on the pipelined path (the logits stay on the device, the first
+    /// token is sampled there): the clock stops when that token reaches the host (time to first token).
+    fn prefill_pipelined(&mut self, prompt: &[u32]) -> Result<f64> {
+        let options = GenerateOptions {
+            max_new_tokens: 1,
+            ignore_eos: true,
+            ..GenerateOptions::default()
+        };
         let started = Instant::now();
-        self.feed(prompt)?;
-        Ok(started.elapsed().as_secs_f64())
+        let mut first = None;
+        let out = self.generator.generate(prompt, &options, |_| {
+            first.get_or_insert_with(Instant::now);
+            std::ops::ControlFlow::Continue(())
+        })?;
+        self.require_pipelined(&out, 1)?;
+        let first = first.context("the prefill produced no token")?;
+        Ok((first - started).as_secs_f64())
+    }
+
+    /// Refuses a measurement that did not run the pipelined loop for `tokens` tokens.
+    fn require_pipelined(&self, out: &etmlx_llm::GenerationOutput, tokens: usize) -> Result<()> {
+        if out.stats.decode_path != DecodePath::DevicePipelined || out.token_ids.len() != tokens {
+            bail!(
+                "the pipelined loop ran {} ({} tokens of {})",
+                out.stats.decode_path.name(),
+                out.token_ids.len(),
+                tokens
+            );
+        }
+        Ok(())
     }
 
     /// `prompt` from position 0 in `forward` calls of at most the export's chunk; the last call's output.
-    fn feed(&mut self, prompt: &[u32]) -> Result<StepOutput> {
-        let mut last = None;
-        for (i, chunk) in prompt.chunks(self.chunk).enumerate() {
-            last = Some(self.step(chunk, i * self.chunk)?);
+    fn feed(&mut self, prompt: &[u32]) -> Result<StepOutput<'_>> {
+        let chunks = prompt.chunks(self.chunk).count();
+        let last = chunks.checked_sub(1).context("an empty prompt")?;
+        for (i, chunk) in prompt.chunks(self.chunk).enumerate().take(last) {
+            self.step(chunk, i * self.chunk)?;
         }
-        last.context("an empty prompt")
+        self.step(&prompt[last * self.chunk..], last * self.chunk)
     }
 
     /// `steps` decode steps after an untimed prompt of `depth + 1` tokens; returns (seconds, host argmax seconds).
@@ -357,6 +402,8 @@ impl Runner {
     fn decode_host(&mut self, first: &[u32], steps: usize) -> Result<(f64, f64)> {
         self.generator.reset()?;
         let mut out = self.feed(first)?;
+        // The profile covers the timed steps only: drop the prompt's.
+        let _ = etmlx_mlx::backend::take_exec_timings();
         let mut argmax_s = 0.0;
         let started = Instant::now();
         for position in first.len()..first.len() + steps {
@@ -385,19 +432,13 @@ impl Runner {
         let out = self.generator.generate(first, &options, |event| {
             if event.index == 0 {
                 started = Some(Instant::now());
+                // The profile covers the timed steps only: drop the prompt's (recorded when its token was read).
+                let _ = etmlx_mlx::backend::take_exec_timings();
             }
             finished = Some(Instant::now());
             std::ops::ControlFlow::Continue(())
         })?;
-        if out.stats.decode_path != DecodePath::DevicePipelined || out.token_ids.len() != steps + 1
-        {
-            bail!(
-                "the pipelined decode ran {} ({} tokens of {})",
-                out.stats.decode_path.name(),
-                out.token_ids.len(),
-                steps + 1
-            );
-        }
+        self.require_pipelined(&out, steps + 1)?;
         let secs = match (started, finished) {
             (Some(a), Some(b)) => (b - a).as_secs_f64(),
             _ => 0.0,
@@ -494,7 +535,7 @@ pub fn run(
     let mut decode = Vec::new();
     for &n in &gens {
         mlx::memory::reset_peak_memory()?;
-        let _ = etmlx_mlx::backend::take_exec_timings();
+        let mut timings = etmlx_mlx::backend::ExecTimings::default();
         let mut secs = Vec::with_capacity(args.repetitions);
         let mut argmax_s = 0.0;
         for rep in 0..args.repetitions {
@@ -503,9 +544,9 @@ pub fn run(
             })?;
             secs.push(s);
             argmax_s += a;
+            // The timed steps of this repetition (`decode` dropped its prompt's).
+            timings.merge(etmlx_mlx::backend::take_exec_timings());
         }
-        // The timings include each repetition's untimed first step; spread over all executes.
-        let timings = etmlx_mlx::backend::take_exec_timings();
         let profile = args
             .profile
             .then(|| call_profile(&timings, &secs, n * args.repetitions, argmax_s));
@@ -576,6 +617,8 @@ fn call_profile(
     let graph_build_ms = per_exec_ms(timings.build_ns);
     let submit_ms = per_exec_ms(timings.submit_ns);
     let wait_ms = per_exec_ms(timings.wait_ns);
+    // The profile's own primitive count is in the wall time: left out of every part.
+    let count_ms = per_exec_ms(timings.count_ns);
     let argmax_ms = argmax_s / calls * 1e3;
     let primitives_per_step = timings.primitives.values().sum::<u64>() as f64 / executes;
     let mut top_primitives: Vec<PrimitiveCount> = timings
@@ -594,8 +637,10 @@ fn call_profile(
         submit_ms,
         wait_ms,
         argmax_ms,
-        other_ms: step_ms - graph_build_ms - submit_ms - wait_ms - argmax_ms,
+        count_ms,
+        other_ms: step_ms - graph_build_ms - submit_ms - wait_ms - argmax_ms - count_ms,
         primitives_per_step,
+        stages_per_call: timings.stages as f64 / executes,
         submit_us_per_primitive: if primitives_per_step > 0.0 {
             submit_ms * 1e3 / primitives_per_step
         } else {
@@ -685,7 +730,7 @@ pub fn print_table(r: &BenchReport) {
         r.weight_bytes as f64 / MIB,
         r.sampling
     );
-    println!("decode loop: {}", r.decode_path);
+    println!("loop (prefill and decode): {}", r.decode_path);
     if !r.constant_folding {
         println!("constant folding off (--no-constant-folding)");
     }
@@ -734,8 +779,8 @@ pub fn print_table(r: &BenchReport) {
     for t in r.prefill.iter().chain(&r.decode) {
         if let Some(p) = &t.profile {
             println!(
-                "{} per call: {:.3} ms = graph build {:.3} + submit {:.3} + wait/copy {:.3} + argmax {:.3} + other {:.3}",
-                t.test, p.step_ms, p.graph_build_ms, p.submit_ms, p.wait_ms, p.argmax_ms, p.other_ms
+                "{} per call: {:.3} ms = graph build {:.3} + submit {:.3} + wait/copy {:.3} + argmax {:.3} + other {:.3} (+ profile's node count {:.3})",
+                t.test, p.step_ms, p.graph_build_ms, p.submit_ms, p.wait_ms, p.argmax_ms, p.other_ms, p.count_ms
             );
             let top: Vec<String> = p
                 .top_primitives
@@ -763,15 +808,15 @@ pub fn print_table(r: &BenchReport) {
 pub fn print_csv(r: &BenchReport) {
     println!(
         "model,device,weights,test,tokens,calls,tok_s_median,tok_s_min,tok_s_max,ms_median,peak_memory_bytes,\
-         load_ms,weight_bytes,graph_build_ms,submit_ms,wait_ms,argmax_ms,other_ms"
+         load_ms,weight_bytes,graph_build_ms,submit_ms,wait_ms,argmax_ms,other_ms,count_ms"
     );
     for t in r.prefill.iter().chain(&r.decode) {
         let p = t.profile.as_ref().map_or_else(
-            || ",,,,".to_string(),
+            || ",,,,,".to_string(),
             |p| {
                 format!(
-                    "{:.4},{:.4},{:.4},{:.4},{:.4}",
-                    p.graph_build_ms, p.submit_ms, p.wait_ms, p.argmax_ms, p.other_ms
+                    "{:.4},{:.4},{:.4},{:.4},{:.4},{:.4}",
+                    p.graph_build_ms, p.submit_ms, p.wait_ms, p.argmax_ms, p.other_ms, p.count_ms
                 )
             },
         );

@@ -27,14 +27,48 @@ pub fn open_program(pte: &Path, ptd: Option<&Path>, options: BackendOptions) -> 
     Ok(program)
 }
 
-/// `KEY=true|false` of `--mlx-option` (unknown keys are refused by the backend at load, naming the key).
-pub fn parse_bool_option(text: &str) -> std::result::Result<(String, bool), String> {
+/// The value of an `--mlx-option`: a switch (`true`/`false`) or a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum MlxOptionValue {
+    Bool(bool),
+    Int(i64),
+}
+
+impl MlxOptionValue {
+    /// As a backend option value.
+    pub fn to_option_value(self) -> etmlx_runtime::OptionValue {
+        match self {
+            MlxOptionValue::Bool(b) => etmlx_runtime::OptionValue::Bool(b),
+            MlxOptionValue::Int(n) => etmlx_runtime::OptionValue::Int(n),
+        }
+    }
+}
+
+impl std::fmt::Display for MlxOptionValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MlxOptionValue::Bool(b) => write!(f, "{b}"),
+            MlxOptionValue::Int(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// `KEY=true|false` or `KEY=N` (N ≥ 0) of `--mlx-option` (unknown or mistyped keys are refused by the backend at
+/// load, naming the key).
+pub fn parse_mlx_option(text: &str) -> std::result::Result<(String, MlxOptionValue), String> {
     let (key, value) = text
         .split_once('=')
-        .ok_or_else(|| format!("expected KEY=true|false, got '{text}'"))?;
-    let value = value
-        .parse::<bool>()
-        .map_err(|_| format!("'{value}' is not true or false (in '{text}')"))?;
+        .ok_or_else(|| format!("expected KEY=true|false or KEY=N, got '{text}'"))?;
+    let value = if let Ok(b) = value.parse::<bool>() {
+        MlxOptionValue::Bool(b)
+    } else if let Ok(n) = value.parse::<u32>() {
+        MlxOptionValue::Int(i64::from(n))
+    } else {
+        return Err(format!(
+            "'{value}' is not true, false or a non-negative integer (in '{text}')"
+        ));
+    };
     Ok((key.to_string(), value))
 }
 

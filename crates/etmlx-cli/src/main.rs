@@ -38,10 +38,10 @@ struct EngineArgs {
     /// Allow custom Metal kernels embedded in the program (GPU source code from the file).
     #[arg(long)]
     allow_custom_kernels: bool,
-    /// Set a boolean MLXBackend option (repeatable), e.g. `fuse_decode_attention=false` to run the unfused
-    /// attention ops (docs/architecture.md lists the options).
-    #[arg(long = "mlx-option", value_name = "KEY=true|false", value_parser = etmlx_cli::parse_bool_option)]
-    mlx_options: Vec<(String, bool)>,
+    /// Set an MLXBackend option (repeatable), e.g. `fuse_decode_attention=false` to run the unfused attention
+    /// ops, or `submit_every=8` to submit a prefill in stages (docs/architecture.md lists the options).
+    #[arg(long = "mlx-option", value_name = "KEY=true|false|N", value_parser = etmlx_cli::parse_mlx_option)]
+    mlx_options: Vec<(String, etmlx_cli::MlxOptionValue)>,
 }
 
 impl EngineArgs {
@@ -63,7 +63,7 @@ impl EngineArgs {
             );
         }
         for (key, value) in &self.mlx_options {
-            o.set(id, key, OptionValue::Bool(*value));
+            o.set(id, key, value.to_option_value());
         }
         o
     }

@@ -172,6 +172,48 @@ fn csv_and_table_outputs() {
     );
 }
 
+/// `--mlx-option submit_every=2`: the report records the option, a 16-token prefill call (the fixture's chunk) is
+/// submitted in stages (two layers: five products each, plus the LM head → five stages), a one-token decode step
+/// is not, and the profile still counts every primitive of the prefill (the staged ones included).
+#[test]
+fn staged_submission_is_recorded_and_profiled() {
+    let model = fixture("tiny_llama_custom/model.pte");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["-p", "16", "-n", "2", "-r", "2", "--json", "--profile"];
+        args.extend_from_slice(extra);
+        last_json_line(&bench(&model, &args))
+    };
+    let staged = run(&["--mlx-option", "submit_every=2"]);
+    let plain = run(&[]);
+    assert_eq!(
+        staged["mlx_options"],
+        serde_json::json!([["submit_every", 2]])
+    );
+    let profile = |r: &serde_json::Value, list: &str| r[list][0]["profile"].clone();
+    assert_eq!(
+        profile(&staged, "prefill")["stages_per_call"],
+        5.0,
+        "{staged}"
+    );
+    assert_eq!(
+        profile(&staged, "decode")["stages_per_call"],
+        0.0,
+        "{staged}"
+    );
+    assert_eq!(
+        profile(&plain, "prefill")["stages_per_call"],
+        0.0,
+        "{plain}"
+    );
+    for list in ["prefill", "decode"] {
+        assert_eq!(
+            profile(&staged, list)["primitives_per_step"],
+            profile(&plain, list)["primitives_per_step"],
+            "{list}"
+        );
+    }
+}
+
 #[test]
 fn tests_longer_than_the_context_fail_cleanly() {
     let ctx = read_json(fixture("tiny_llama_custom/meta.json"))["max_ctx_len"]

@@ -274,6 +274,32 @@ fn bad_inputs_fail_clearly() {
         ],
         "unknown or mistyped MLXBackend option fuse_everything",
     );
+    // A switch given a count, and a value that is neither.
+    assert_fails(
+        &[
+            "generate",
+            tiny,
+            "--tokenizer",
+            tok,
+            "--prompt",
+            "w5",
+            "--raw",
+            "--mlx-option",
+            "fuse_rope=3",
+        ],
+        "unknown or mistyped MLXBackend option fuse_rope",
+    );
+    assert_fails(
+        &[
+            "generate",
+            tiny,
+            "--prompt",
+            "w5",
+            "--mlx-option",
+            "submit_every=often",
+        ],
+        "'often' is not true, false or a non-negative integer",
+    );
     // Chat templating without a template.
     assert_fails(
         &["generate", tiny, "--tokenizer", tok, "--prompt", "w5"],

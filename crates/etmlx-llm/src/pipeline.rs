@@ -32,6 +32,7 @@ struct StepTimer {
     started: Instant,
     build_ns: u64,
     submit_ns: u64,
+    count_ns: u64,
     primitives: Vec<(String, usize)>,
 }
 
@@ -42,6 +43,7 @@ impl StepTimer {
             started: Instant::now(),
             build_ns: 0,
             submit_ns: 0,
+            count_ns: 0,
             primitives: Vec::new(),
         }
     }
@@ -52,7 +54,9 @@ impl StepTimer {
             return mlx::async_eval(arrays).map_err(mlx_err);
         }
         self.build_ns = nanos(self.started);
+        let counting = Instant::now();
         self.primitives = mlx::graph_primitive_counts(arrays).map_err(mlx_err)?;
+        self.count_ns = nanos(counting);
         let submitted = Instant::now();
         mlx::async_eval(arrays).map_err(mlx_err)?;
         self.submit_ns = nanos(submitted);
@@ -65,6 +69,7 @@ impl StepTimer {
                 self.build_ns,
                 self.submit_ns,
                 wait_ns,
+                self.count_ns,
                 self.primitives,
             );
         }
@@ -150,16 +155,22 @@ pub(crate) fn decode<F: FnMut(TokenEvent<'_>) -> ControlFlow<()>>(
                 start: cached.len(),
                 host_ids: Some(piece),
             };
-            current = Some(submit_step(model, step, &mut sampler, tokens, false)?);
+            current = Some(submit_step(model, step, &mut sampler, tokens, profiling)?);
         } else {
+            let mut timer = StepTimer::start(profiling);
             let lock = lock_graph();
             let logits =
                 model.device_forward(&lock, step, &ids, piece.len(), cached.len(), Some(piece))?;
-            mlx::async_eval(&[&logits]).map_err(mlx_err)?;
+            timer.submit(&[&logits])?;
+            drop(logits);
+            drop(lock);
+            // Nothing waits for an inner chunk: the next chunk's graph reads the caches it writes.
+            timer.finish(0);
         }
         cached.extend_from_slice(piece);
     }
-    let (mut token, _) = current.ok_or_else(|| mlx_err("nothing to prefill"))?;
+    // Each step's timer is finished when its own token is read (the prompt's last chunk included).
+    let (mut token, mut token_timer) = current.ok_or_else(|| mlx_err("nothing to prefill"))?;
 
     loop {
         // Submit the step that consumes `token` before reading it, unless the limits already end generation.
@@ -176,7 +187,7 @@ pub(crate) fn decode<F: FnMut(TokenEvent<'_>) -> ControlFlow<()>>(
         };
         let waited = Instant::now();
         let id = token.item_i64().map_err(mlx_err)?;
-        let wait_ns = nanos(waited);
+        token_timer.finish(nanos(waited));
         drop(token);
         let id = u32::try_from(id)
             .ok()
@@ -195,9 +206,7 @@ pub(crate) fn decode<F: FnMut(TokenEvent<'_>) -> ControlFlow<()>>(
             return Ok(reason);
         }
         cached.push(id);
-        let (next, step_timer) = following
+        (token, token_timer) = following
             .ok_or_else(|| mlx_err("generation went on past its limits (an internal error)"))?;
-        step_timer.finish(wait_ns);
-        token = next;
     }
 }

@@ -77,6 +77,10 @@ pub mod option_keys {
     /// Off by default: on an H200 the custom-kernel node costs about what the two nodes it replaces cost, and
     /// seven interleaved A/B pairs showed no gain (docs/benchmarks.md).
     pub const FUSE_RESIDUAL_NORM: &str = "fuse_residual_norm";
+    /// Int: submit a large call's graph in stages, after every N-th matrix product or attention with at least
+    /// 16 rows (a prefill), so the device starts while the host builds the rest (`exec::stage`). 0 (the
+    /// default) submits once, after the whole chain.
+    pub const SUBMIT_EVERY: &str = "submit_every";
     /// Bool: accumulate host-side timings of every execute (see [`super::take_exec_timings`]). Off by default.
     pub const PROFILE: &str = "profile";
 }
@@ -91,9 +95,28 @@ pub struct ExecTimings {
     pub submit_ns: u64,
     /// Waiting for the results and copying them into the runtime's output tensors.
     pub wait_ns: u64,
+    /// Counting the primitives below (a walk of the graph): inside a call's wall time, outside every part above.
+    pub count_ns: u64,
+    /// Staged submissions (option `submit_every`) within the executes; their time is in `submit_ns`.
+    pub stages: u64,
     /// MLX graph nodes submitted, per primitive kind, summed over executes (what `submit` encodes and
     /// launches). Counted just before `async_eval`; the counting is left out of every timing above.
     pub primitives: BTreeMap<String, u64>,
+}
+
+impl ExecTimings {
+    /// Adds `other`'s executes to these.
+    pub fn merge(&mut self, other: ExecTimings) {
+        self.executes += other.executes;
+        self.build_ns += other.build_ns;
+        self.submit_ns += other.submit_ns;
+        self.wait_ns += other.wait_ns;
+        self.count_ns += other.count_ns;
+        self.stages += other.stages;
+        for (name, count) in other.primitives {
+            *self.primitives.entry(name).or_default() += count;
+        }
+    }
 }
 
 static EXEC_TIMINGS: Mutex<ExecTimings> = Mutex::new(ExecTimings {
@@ -101,8 +124,38 @@ static EXEC_TIMINGS: Mutex<ExecTimings> = Mutex::new(ExecTimings {
     build_ns: 0,
     submit_ns: 0,
     wait_ns: 0,
+    count_ns: 0,
+    stages: 0,
     primitives: BTreeMap::new(),
 });
+
+/// Staged submissions since the last recorded execute (stages, their submit and count times, the primitives
+/// they submitted). They run inside a call's graph building; [`record_exec_timings`] adds them to the call's
+/// record and takes their time out of its building. Recorded with the `profile` option only.
+static PENDING_STAGES: Mutex<ExecTimings> = Mutex::new(ExecTimings {
+    executes: 0,
+    build_ns: 0,
+    submit_ns: 0,
+    wait_ns: 0,
+    count_ns: 0,
+    stages: 0,
+    primitives: BTreeMap::new(),
+});
+
+/// Records one staged submission (see `exec::stage`).
+pub(crate) fn record_stage(submit_ns: u64, count_ns: u64, primitives: Vec<(String, usize)>) {
+    let mut p = PENDING_STAGES.lock().unwrap_or_else(|p| p.into_inner());
+    p.merge(ExecTimings {
+        stages: 1,
+        submit_ns,
+        count_ns,
+        primitives: primitives
+            .into_iter()
+            .map(|(name, n)| (name, n as u64))
+            .collect(),
+        ..ExecTimings::default()
+    });
+}
 
 /// What one profiled execute measures inside the MLX lock.
 #[derive(Default)]
@@ -124,13 +177,17 @@ pub fn record_exec_timings(
     build_ns: u64,
     submit_ns: u64,
     wait_ns: u64,
+    count_ns: u64,
     primitives: Vec<(String, usize)>,
 ) {
+    let staged = std::mem::take(&mut *PENDING_STAGES.lock().unwrap_or_else(|p| p.into_inner()));
     let mut t = EXEC_TIMINGS.lock().unwrap_or_else(|p| p.into_inner());
     t.executes += 1;
-    t.build_ns += build_ns;
+    t.build_ns += build_ns.saturating_sub(staged.submit_ns + staged.count_ns);
     t.submit_ns += submit_ns;
     t.wait_ns += wait_ns;
+    t.count_ns += count_ns;
+    t.merge(staged);
     for (name, count) in primitives {
         *t.primitives.entry(name).or_default() += count as u64;
     }
@@ -175,6 +232,8 @@ pub struct ExecOptions {
     pub fuse_decode_attention: Option<bool>,
     /// `None` takes the device's default (see [`option_keys::FUSE_RESIDUAL_NORM`]).
     pub fuse_residual_norm: Option<bool>,
+    /// See [`option_keys::SUBMIT_EVERY`]; 0 = off.
+    pub submit_every: usize,
 }
 
 impl ExecOptions {
@@ -210,6 +269,9 @@ impl ExecOptions {
                 }
                 (option_keys::CLEAR_CACHE_INTERVAL, OptionValue::Int(n)) if *n >= 0 => {
                     o.clear_cache_interval = *n as u64
+                }
+                (option_keys::SUBMIT_EVERY, OptionValue::Int(n)) if *n >= 0 => {
+                    o.submit_every = usize::try_from(*n).unwrap_or(usize::MAX)
                 }
                 (option_keys::CACHE_KEY, OptionValue::Str(s)) => o.cache_key = Some(s.clone()),
                 (option_keys::SYNTHETIC_WEIGHTS, OptionValue::Bool(b)) => o.synthetic_weights = *b,
@@ -867,6 +929,7 @@ impl DelegateHandle for MlxHandle {
                     .saturating_sub(submitted.count_ns),
                 submitted.submit_ns,
                 elapsed_ns(wait_started),
+                submitted.count_ns,
                 submitted.primitives,
             );
         }

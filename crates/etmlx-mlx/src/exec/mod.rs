@@ -16,6 +16,7 @@ pub mod reduce;
 pub mod residual_norm;
 pub mod scalar;
 pub mod shape;
+mod stage;
 pub mod state;
 
 use mlx::ops::{BinaryOp, ReduceOp, UnaryOp};
@@ -69,6 +70,9 @@ pub fn run_chain(cx: &mut Ctx<'_>, chain: usize) -> Result<(), ExecError> {
                 source: Box::new(e),
             },
         })?;
+        if uses_folded {
+            stage::after_op(cx, op).map_err(in_op)?;
+        }
     }
     Ok(())
 }

@@ -102,6 +102,8 @@ pub struct Transient {
     pub decode_attention: Option<super::decode_attention::Pending>,
     /// The cache row of this execute's fused attention blocks as an int32 scalar array (one per execute).
     start_row: Option<(i32, Array)>,
+    /// Large products built so far in this execute (see `stage`).
+    pub staged_products: usize,
 }
 
 /// What is known about a transient slot's array beyond the array itself. Forgotten whenever the slot is written
@@ -173,6 +175,7 @@ impl Transient {
             facts: vec![SlotFacts::default(); n as usize],
             decode_attention: None,
             start_row: None,
+            staged_products: 0,
         }
     }
 
@@ -195,6 +198,7 @@ impl Transient {
             .for_each(|f| *f = SlotFacts::default());
         self.decode_attention = None;
         self.start_row = None;
+        self.staged_products = 0;
     }
 }
 
