@@ -123,7 +123,7 @@ def command_for(workload: str, variant: str, runtime: str, opts: dict, args, dev
     if runtime == "etmlx":
         cmd = [args.etmlx, "bench", expand(opts["pte"], args), *lengths, "--json", "--device", device]
         cmd += ["--synthetic-weights"] if opts.get("synthetic") else []
-        return cmd + shlex.split(args.etmlx_args)
+        return cmd + shlex.split(args.etmlx_args) + shlex.split(opts.get("lever_args", ""))
     python = {"mlx-lm": args.python_mlx, "hf": args.python_torch, "xnnpack": args.python_executorch,
               "llama.cpp": sys.executable}[runtime]
     cmd = [python, str(HERE / "bench_peers.py"), runtime, "--shape", workload, "--dtype", variant,
@@ -152,12 +152,26 @@ def run_plan(args) -> int:
     only = re.compile(args.only) if args.only else None
     machine = machine_info(args.plan, args.python_torch)
     print(f"[harness] machine: {json.dumps(machine)}", flush=True)
-    entries = [e for e in PLANS[args.plan] if not only or only.search(f"{e[2]} {e[0]}-{e[1]}")]
+    entries = with_lever_sets([e for e in PLANS[args.plan] if not only or only.search(f"{e[2]} {e[0]}-{e[1]}")],
+                              args.lever_set)
     failures = 0
     with open(out / "log.txt", "a") as log:
         for round_, entry in scheduled(entries, args.rounds):
             failures += run_entry(entry, round_, machine, device, args, out, log)
     return 1 if failures else 0
+
+
+def with_lever_sets(entries: list, lever_sets: list[str]) -> list:
+    """Each etmlx entry, then one copy of it per `--lever-set NAME=FLAGS` (run with those extra bench flags and
+    labelled NAME), so that with --rounds every lever runs in each round next to the default and the peers."""
+    out = []
+    for e in entries:
+        out.append(e)
+        if e[2] == "etmlx":
+            for spec in lever_sets:
+                name, _, flags = spec.partition("=")
+                out.append((e[0], e[1], e[2], dict(e[3], lever=name, lever_args=flags)))
+    return out
 
 
 def scheduled(entries: list, rounds: int | None):
@@ -178,12 +192,12 @@ def scheduled(entries: list, rounds: int | None):
 def run_entry(entry, round_, machine, device, args, out: Path, log) -> int:
     """Runs one (workload, variant, runtime) and appends its record; returns 1 if it failed."""
     workload, variant, runtime, opts = entry
-    label = f"{runtime} {workload}-{variant}"
+    label = f"{runtime} {workload}-{variant}" + (f" ({opts['lever']})" if opts.get("lever") else "")
     cmd = command_for(workload, variant, runtime, opts, args, device)
     record = dict(workload=workload, variant=variant, runtime=runtime, machine=machine,
                   command=" ".join(shlex.quote(c) for c in cmd), load_before=load_average(),
                   mlx_env={k: v for k, v in os.environ.items() if k.startswith("MLX_")},
-                  lever=args.lever,
+                  lever=opts.get("lever", args.lever),
                   date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     if round_ is not None:
         record["round"] = round_
@@ -229,6 +243,7 @@ def load_records(dirs: list[str]) -> list[dict]:
         for line in (Path(d) / "results.jsonl").read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
+                r["base_variant"] = r["variant"]
                 if r.get("lever"):  # an A/B run: its own row
                     r["variant"] = f"{r['variant']} ({r['lever']})"
                 records.append(r)
@@ -329,27 +344,37 @@ def render_ratios(rows: list[dict], tests: list[str]) -> str:
 
 def render_rounds(rows: list[dict], tests: list[str]) -> str:
     """Runs of `run --rounds`: etmlx ÷ each peer that ran in the same round (its neighbour in time), median
-    [min, max] over the rounds, beside each runtime's median tok/s over the rounds."""
+    [min, max] over the rounds, beside each runtime's median tok/s over the rounds. An A/B lever of the same rounds
+    (`--lever-set`) gets its own rows, against the peers and against etmlx's default."""
     def spread(values: list[float], digits: int) -> str:
         return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+
+    def runner(r: dict) -> str:
+        return f"etmlx ({r['lever']})" if r["runtime"] == "etmlx" and r.get("lever") else r["runtime"]
 
     by: dict[tuple, dict] = {}
     for r in rows:
         if "error" not in r:
-            by.setdefault((r["workload"], r["variant"]), {}).setdefault(r["round"], {})[r["runtime"]] = r
+            key = (r["workload"], r.get("base_variant", r["variant"]))
+            by.setdefault(key, {}).setdefault(r["round"], {})[runner(r)] = r
     lines = ["| workload | test | peer | rounds | etmlx tok/s | peer tok/s | etmlx ÷ peer, per round |",
              "|---|---|---|---|---|---|---|"]
     for (w, v), rounds in sorted(by.items()):
-        peers = sorted({rt for runs in rounds.values() for rt in runs if rt != "etmlx"}, key=RUNTIME_ORDER.index)
-        for t in tests:
-            for peer in peers:
-                pairs = [(test_row(runs["etmlx"], t), test_row(runs[peer], t))
-                         for runs in rounds.values() if "etmlx" in runs and peer in runs]
-                pairs = [(a["tok_s_median"], b["tok_s_median"]) for a, b in pairs if a and b]
-                if pairs:
-                    mine, theirs = [a for a, _ in pairs], [b for _, b in pairs]
-                    lines.append(f"| {w} {v} | {t} | {RUNTIME_LABEL[peer]} | {len(pairs)} | {spread(mine, 1)} | "
-                                 f"{spread(theirs, 1)} | {spread([a / b for a, b in pairs], 2)} |")
+        present = {rt for runs in rounds.values() for rt in runs}
+        peers = sorted((rt for rt in present if not rt.startswith("etmlx")), key=RUNTIME_ORDER.index)
+        levers = sorted(rt for rt in present if rt.startswith("etmlx ("))
+        for mine in ["etmlx", *levers]:
+            label = f"{w} {v}" + (mine[len("etmlx"):] if mine != "etmlx" else "")
+            for t in tests:
+                for peer in peers + (["etmlx"] if mine != "etmlx" else []):
+                    pairs = [(test_row(runs[mine], t), test_row(runs[peer], t))
+                             for runs in rounds.values() if mine in runs and peer in runs]
+                    pairs = [(a["tok_s_median"], b["tok_s_median"]) for a, b in pairs if a and b]
+                    if pairs:
+                        ours, theirs = [a for a, _ in pairs], [b for _, b in pairs]
+                        name = RUNTIME_LABEL.get(peer, peer)
+                        lines.append(f"| {label} | {t} | {name} | {len(pairs)} | {spread(ours, 1)} | "
+                                     f"{spread(theirs, 1)} | {spread([a / b for a, b in pairs], 2)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -405,6 +430,9 @@ def main() -> int:
                      help="run each workload's runtimes back to back N times, alternating their order (reports then "
                           "give per-round ratios)")
     run.add_argument("--lever", default="", help="label of an A/B run (reports show it after the variant)")
+    run.add_argument("--lever-set", action="append", default=[], metavar="NAME=FLAGS",
+                     help="also run every etmlx entry with these extra bench flags, labelled NAME, next to the "
+                          "default in each round (repeatable; e.g. 'stage4=--mlx-option submit_every=4')")
     run.add_argument("--etmlx-args", default="",
                      help="extra `etmlx bench` flags for an A/B lever (e.g. --host-decode); kept in each command")
     run.add_argument("--smollm2", default=str(ETMLX_HOME / "models/smollm2"))
