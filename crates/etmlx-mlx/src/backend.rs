@@ -77,9 +77,13 @@ pub mod option_keys {
     /// Off by default: on an H200 the custom-kernel node costs about what the two nodes it replaces cost, and
     /// seven interleaved A/B pairs showed no gain (docs/benchmarks.md).
     pub const FUSE_RESIDUAL_NORM: &str = "fuse_residual_norm";
-    /// Int: submit a large call's graph in stages, after every N-th matrix product or attention with at least
-    /// 16 rows (a prefill), so the device starts while the host builds the rest (`exec::stage`). 0 (the
-    /// default) submits once, after the whole chain.
+    /// Int: submit a large call's graph in stages (`exec::stage`), each once the matrix products, attentions
+    /// and convolutions since the last one (with at least 16 rows: a prefill, not a decode step) amount to this
+    /// many MFLOP, so the device starts while the host builds the rest. Default: 48000 on CUDA (measured there),
+    /// 0 (one submission after the whole chain) elsewhere.
+    pub const STAGE_MFLOP: &str = "stage_mflop";
+    /// Int: stage after every N-th such product instead of by work (for A/B runs and tests). 0, the default,
+    /// leaves it to `stage_mflop`.
     pub const SUBMIT_EVERY: &str = "submit_every";
     /// Bool: accumulate host-side timings of every execute (see [`super::take_exec_timings`]). Off by default.
     pub const PROFILE: &str = "profile";
@@ -234,6 +238,8 @@ pub struct ExecOptions {
     pub fuse_residual_norm: Option<bool>,
     /// See [`option_keys::SUBMIT_EVERY`]; 0 = off.
     pub submit_every: usize,
+    /// `None` takes the device's default (see [`option_keys::STAGE_MFLOP`]).
+    pub stage_mflop: Option<usize>,
 }
 
 impl ExecOptions {
@@ -272,6 +278,9 @@ impl ExecOptions {
                 }
                 (option_keys::SUBMIT_EVERY, OptionValue::Int(n)) if *n >= 0 => {
                     o.submit_every = usize::try_from(*n).unwrap_or(usize::MAX)
+                }
+                (option_keys::STAGE_MFLOP, OptionValue::Int(n)) if *n >= 0 => {
+                    o.stage_mflop = Some(usize::try_from(*n).unwrap_or(usize::MAX))
                 }
                 (option_keys::CACHE_KEY, OptionValue::Str(s)) => o.cache_key = Some(s.clone()),
                 (option_keys::SYNTHETIC_WEIGHTS, OptionValue::Bool(b)) => o.synthetic_weights = *b,

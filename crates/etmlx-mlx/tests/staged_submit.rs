@@ -1,6 +1,7 @@
-//! Staged submission (option `submit_every`, `exec::stage`): a large call submitted in stages gives the same
-//! outputs and caches bit for bit as one submitted at the end, stages only calls with enough rows, and stages
-//! after every N-th product. Its own test binary: the stage count comes from the process-wide profile.
+//! Staged submission (options `submit_every` and `stage_mflop`, `exec::stage`): a large call submitted in stages
+//! gives the same outputs and caches bit for bit as one submitted at the end, stages only calls with enough rows,
+//! and stages after every N-th product or by work. Its own test binary: the stage count comes from the
+//! process-wide profile.
 
 mod delegate_common;
 
@@ -11,13 +12,19 @@ use etmlx_runtime::{BackendOptions, HostTensor, Method, OptionValue, ScalarType}
 
 const PROMPT: usize = 16;
 
-fn options(submit_every: i64) -> BackendOptions {
+/// Profiled, never staged by work unless `stage_mflop` is given, staged every `submit_every` products if > 0.
+fn options(submit_every: i64, stage_mflop: i64) -> BackendOptions {
     let mut o = BackendOptions::default();
     o.set(BACKEND_ID, option_keys::PROFILE, OptionValue::Bool(true));
     o.set(
         BACKEND_ID,
         option_keys::SUBMIT_EVERY,
         OptionValue::Int(submit_every),
+    );
+    o.set(
+        BACKEND_ID,
+        option_keys::STAGE_MFLOP,
+        OptionValue::Int(stage_mflop),
     );
     o
 }
@@ -52,10 +59,11 @@ fn argmax_last(logits: &HostTensor) -> i64 {
         .expect("a row") as i64
 }
 
-/// A 16-token prefill and four greedy steps, unstaged and staged after every product and every second product:
-/// the same logits bit for bit at every call. The prefill stages after every product (at least the four
-/// projections and the attention of each layer), every second product gives half as many stages, and a
-/// one-token step is never staged.
+/// A 16-token prefill and four greedy steps, unstaged, staged after every product, every second product, and by
+/// work (1 MFLOP, and more than the whole call's): the same logits bit for bit at every call. The prefill stages
+/// after every product (at least the four projections and the attention of each layer), every second product
+/// gives half as many stages, 1 MFLOP at least one stage but at most one per five products, a threshold above
+/// the call's work none, and a one-token step is never staged.
 #[test]
 fn staged_calls_give_the_same_logits_and_stage_large_calls_only() {
     for name in ["tiny_llama_custom", "tiny_llama_default"] {
@@ -67,10 +75,10 @@ fn staged_calls_give_the_same_logits_and_stage_large_calls_only() {
                 .as_u64()
                 .expect("layers")
         };
-        let mut methods: Vec<Method> = [0, 1, 2]
+        let mut methods: Vec<Method> = [(0, 0), (1, 0), (2, 0), (0, 1), (0, 1_000_000)]
             .into_iter()
-            .map(|every| {
-                open(&dir, options(every))
+            .map(|(every, mflop)| {
+                open(&dir, options(every, mflop))
                     .load_method("forward")
                     .expect("load")
             })
@@ -93,8 +101,13 @@ fn staged_calls_give_the_same_logits_and_stage_large_calls_only() {
                 assert_eq!(stages[0], 0, "{what}: unstaged");
                 assert!(stages[1] >= 5 * layers, "{what}: {stages:?}");
                 assert_eq!(stages[2], stages[1] / 2, "{what}: every second product");
+                assert!(
+                    stages[3] >= 1 && stages[3] <= stages[1] / 5,
+                    "{what}: {stages:?}"
+                );
+                assert_eq!(stages[4], 0, "{what}: less work than one stage");
             } else {
-                assert_eq!(stages, [0, 0, 0], "{what}: a one-token step is not staged");
+                assert_eq!(stages, [0; 5], "{what}: a one-token step is not staged");
             }
             let next = argmax_last(&calls[0].0);
             step_inputs = inputs(&[next], (PROMPT + step) as i64);

@@ -89,6 +89,11 @@ pub struct Persistent {
     pub folded: Vec<Option<(Tid, Array)>>,
 }
 
+/// MFLOP of device work per staged submission on CUDA (see `exec::stage`): on an H200 one stage per Llama-1B
+/// layer at 512 tokens (~60 GFLOP) beat smaller and larger stages, and a model as small as SmolLM2-135M lost
+/// when staged per layer (~4 GFLOP) — docs/benchmarks.md, session 7.
+pub const DEFAULT_STAGE_MFLOP: usize = 48_000;
+
 /// Arrays and values of one execute: inputs, outputs, temps and value slots. Cleared after every
 /// execute so no stray handle keeps an old buffer alive (which would defeat in-place updates).
 #[derive(Default)]
@@ -102,8 +107,8 @@ pub struct Transient {
     pub decode_attention: Option<super::decode_attention::Pending>,
     /// The cache row of this execute's fused attention blocks as an int32 scalar array (one per execute).
     start_row: Option<(i32, Array)>,
-    /// Large products built so far in this execute (see `stage`).
-    pub staged_products: usize,
+    /// Large products since this execute's last stage (see `stage`).
+    pub stage_progress: super::stage::StageProgress,
 }
 
 /// What is known about a transient slot's array beyond the array itself. Forgotten whenever the slot is written
@@ -175,7 +180,7 @@ impl Transient {
             facts: vec![SlotFacts::default(); n as usize],
             decode_attention: None,
             start_row: None,
-            staged_products: 0,
+            stage_progress: Default::default(),
         }
     }
 
@@ -198,7 +203,7 @@ impl Transient {
             .for_each(|f| *f = SlotFacts::default());
         self.decode_attention = None;
         self.start_row = None;
-        self.staged_products = 0;
+        self.stage_progress = Default::default();
     }
 }
 
@@ -337,6 +342,16 @@ impl Ctx<'_> {
     /// ([`crate::backend::option_keys::FUSE_DECODE_ATTENTION`]; by default on CUDA, where the kernel exists).
     pub fn fuses_decode_attention(&self) -> bool {
         self.options.fuse_decode_attention.unwrap_or(self.on_cuda())
+    }
+
+    /// Device work per staged submission in MFLOP, 0 = none ([`crate::backend::option_keys::STAGE_MFLOP`]; by
+    /// default [`DEFAULT_STAGE_MFLOP`] on CUDA, where it was measured, 0 elsewhere).
+    pub fn stage_mflop(&self) -> usize {
+        self.options.stage_mflop.unwrap_or(if self.on_cuda() {
+            DEFAULT_STAGE_MFLOP
+        } else {
+            0
+        })
     }
 
     /// Whether a residual add and the RMS norm of its sum run as one kernel
