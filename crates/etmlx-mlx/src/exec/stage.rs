@@ -7,9 +7,10 @@
 //!
 //! Where: after a matrix product (or attention, or convolution) whose output has at least [`MIN_STAGED_ROWS`]
 //! rows, once the products since the last stage amount to `stage_mflop` MFLOP and number at least
-//! [`MIN_PRODUCTS_PER_STAGE`] (by default on CUDA; measured there, docs/benchmarks.md). A stage costs MLX a
-//! graph launch (~50-80 µs on an H200), so a stage must carry enough device work: small models and short prompts
-//! stage rarely or never, and a one-token decode step never (the pipelined decode loop already overlaps it).
+//! [`MIN_PRODUCTS_PER_STAGE`] (by default on CUDA; measured there, docs/benchmarks.md). A stage costs host time,
+//! so it must carry enough device work: a call whose products are too small to reach one stage's work within
+//! [`MAX_PRODUCTS_PER_STAGE`] is not staged at all (a small model, where the host is the bottleneck anyway), and a
+//! one-token decode step never is (the pipelined decode loop already overlaps it).
 //! `submit_every = N` stages after every N-th large product instead (for A/B runs and tests).
 //!
 //! Staging changes when MLX schedules nodes, not which nodes run: the outputs are the same arrays, bit for bit.
@@ -28,12 +29,40 @@ pub const MIN_STAGED_ROWS: usize = 16;
 /// Products per stage at least (by work): about one Llama layer with fused projections (q/k/v, attention, o,
 /// gate/up, down), so that a large model does not stage after every product.
 pub const MIN_PRODUCTS_PER_STAGE: usize = 5;
+/// A call that builds this many products without reaching one stage's work stops staging: its products are too
+/// small for the device to fall behind the host (on an H200, SmolLM2-135M at 512 tokens, ~0.8 GFLOP per
+/// product, was slower staged even once per eleven layers), so a stage would only add host work.
+pub const MAX_PRODUCTS_PER_STAGE: usize = 20;
 
 /// Progress of the current call since its last stage.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StageProgress {
     products: usize,
     mflop: f64,
+    /// The call's products proved too small to stage (see [`MAX_PRODUCTS_PER_STAGE`]).
+    given_up: bool,
+}
+
+impl StageProgress {
+    /// Counts one large product of `mflop`; returns whether a stage is due after it (and then starts over).
+    fn add(&mut self, mflop: f64, every: usize, mflop_per_stage: usize) -> bool {
+        self.products += 1;
+        self.mflop += mflop;
+        let due = if every > 0 {
+            self.products >= every
+        } else if self.given_up {
+            false
+        } else if self.mflop < mflop_per_stage as f64 {
+            self.given_up = self.products >= MAX_PRODUCTS_PER_STAGE;
+            false
+        } else {
+            self.products >= MIN_PRODUCTS_PER_STAGE
+        };
+        if due {
+            *self = StageProgress::default();
+        }
+        due
+    }
 }
 
 /// After `op` has been built: submits the graph so far when the large products since the last stage call for
@@ -56,18 +85,13 @@ pub(super) fn after_op(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
         return Ok(());
     }
     let mflop = work_mflop(cx, op, array);
-    let progress = &mut cx.transient.stage_progress;
-    progress.products += 1;
-    progress.mflop += mflop;
-    let due = if every > 0 {
-        progress.products >= every
-    } else {
-        progress.products >= MIN_PRODUCTS_PER_STAGE && progress.mflop >= mflop_per_stage as f64
-    };
-    if !due {
+    if !cx
+        .transient
+        .stage_progress
+        .add(mflop, every, mflop_per_stage)
+    {
         return Ok(());
     }
-    *progress = StageProgress::default();
     submit(cx, out)
 }
 
@@ -149,5 +173,36 @@ fn rows(op: &Op, out: &Array) -> usize {
             let last = shape.last().copied().unwrap_or(1).max(1) as usize;
             out.size() / last
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stages a call of `products` (MFLOP each) gets, as product indices after which a stage is due.
+    fn stages(products: &[f64], every: usize, mflop_per_stage: usize) -> Vec<usize> {
+        let mut p = StageProgress::default();
+        (0..products.len())
+            .filter(|&i| p.add(products[i], every, mflop_per_stage))
+            .collect()
+    }
+
+    #[test]
+    fn stages_by_count_by_work_and_never_for_small_products() {
+        // Every second product, whatever the work.
+        assert_eq!(stages(&[0.0; 7], 2, 0), [1, 3, 5]);
+        // By work: 10 MFLOP per product against 25 per stage, but never fewer than five products per stage.
+        assert_eq!(stages(&[10.0; 12], 0, 25), [4, 9]);
+        // Large products: one stage per five products.
+        assert_eq!(stages(&[100.0; 10], 0, 25), [4, 9]);
+        // Work reached within the product limit...
+        let mut work = vec![1.0; MAX_PRODUCTS_PER_STAGE - 1];
+        work.push(100.0);
+        assert_eq!(stages(&work, 0, 50), [MAX_PRODUCTS_PER_STAGE - 1]);
+        // ...and not: staging stops for the rest of the call, even when larger products follow.
+        let mut work = vec![1.0; MAX_PRODUCTS_PER_STAGE];
+        work.extend([100.0; 10]);
+        assert!(stages(&work, 0, 50).is_empty());
     }
 }
