@@ -39,7 +39,7 @@ struct EngineArgs {
     #[arg(long)]
     allow_custom_kernels: bool,
     /// Set an MLXBackend option (repeatable), e.g. `fuse_decode_attention=false` to run the unfused attention
-    /// ops, or `submit_every=8` to submit a prefill in stages (docs/architecture.md lists the options).
+    /// ops, or `stage_mflop=0` to submit each prefill call at once (docs/architecture.md lists the options).
     #[arg(long = "mlx-option", value_name = "KEY=true|false|N", value_parser = etmlx_cli::parse_mlx_option)]
     mlx_options: Vec<(String, etmlx_cli::MlxOptionValue)>,
 }
