@@ -259,36 +259,27 @@ fn bad_inputs_fail_clearly() {
         ],
         "not an LLM export",
     );
-    // An MLXBackend option that does not exist.
-    assert_fails(
-        &[
-            "generate",
-            tiny,
-            "--tokenizer",
-            tok,
-            "--prompt",
-            "w5",
-            "--raw",
-            "--mlx-option",
-            "fuse_everything=true",
-        ],
-        "unknown or mistyped MLXBackend option fuse_everything",
-    );
-    // A switch given a count, and a value that is neither.
-    assert_fails(
-        &[
-            "generate",
-            tiny,
-            "--tokenizer",
-            tok,
-            "--prompt",
-            "w5",
-            "--raw",
-            "--mlx-option",
-            "fuse_rope=3",
-        ],
-        "unknown or mistyped MLXBackend option fuse_rope",
-    );
+    // An MLXBackend option that does not exist, and a switch given a count.
+    for (option, key) in [
+        ("fuse_everything=true", "fuse_everything"),
+        ("fuse_rope=3", "fuse_rope"),
+    ] {
+        assert_fails(
+            &[
+                "generate",
+                tiny,
+                "--tokenizer",
+                tok,
+                "--prompt",
+                "w5",
+                "--raw",
+                "--mlx-option",
+                option,
+            ],
+            &format!("unknown or mistyped MLXBackend option {key}"),
+        );
+    }
+    // A value that is neither a switch nor a count.
     assert_fails(
         &[
             "generate",

@@ -123,28 +123,25 @@ impl ExecTimings {
     }
 }
 
-static EXEC_TIMINGS: Mutex<ExecTimings> = Mutex::new(ExecTimings {
-    executes: 0,
-    build_ns: 0,
-    submit_ns: 0,
-    wait_ns: 0,
-    count_ns: 0,
-    stages: 0,
-    primitives: BTreeMap::new(),
-});
+impl ExecTimings {
+    /// No executes (`Default` in a `const` context, for the statics below).
+    const EMPTY: ExecTimings = ExecTimings {
+        executes: 0,
+        build_ns: 0,
+        submit_ns: 0,
+        wait_ns: 0,
+        count_ns: 0,
+        stages: 0,
+        primitives: BTreeMap::new(),
+    };
+}
+
+static EXEC_TIMINGS: Mutex<ExecTimings> = Mutex::new(ExecTimings::EMPTY);
 
 /// Staged submissions since the last recorded execute (stages, their submit and count times, the primitives
 /// they submitted). They run inside a call's graph building; [`record_exec_timings`] adds them to the call's
 /// record and takes their time out of its building. Recorded with the `profile` option only.
-static PENDING_STAGES: Mutex<ExecTimings> = Mutex::new(ExecTimings {
-    executes: 0,
-    build_ns: 0,
-    submit_ns: 0,
-    wait_ns: 0,
-    count_ns: 0,
-    stages: 0,
-    primitives: BTreeMap::new(),
-});
+static PENDING_STAGES: Mutex<ExecTimings> = Mutex::new(ExecTimings::EMPTY);
 
 /// Records one staged submission (see `exec::stage`).
 pub(crate) fn record_stage(submit_ns: u64, count_ns: u64, primitives: Vec<(String, usize)>) {
