@@ -7,14 +7,25 @@ mod delegate_common;
 
 use delegate_common::*;
 use etmlx_mlx::backend::{option_keys, take_exec_timings, ExecTimings};
-use etmlx_mlx::BACKEND_ID;
+use etmlx_mlx::cache::CacheGeometry;
+use etmlx_mlx::{install_sequence_cache, KvCacheSpec, BACKEND_ID};
 use etmlx_runtime::{BackendOptions, HostTensor, Method, OptionValue, ScalarType};
 
 const PROMPT: usize = 16;
 
-/// Profiled, never staged by work unless `stage_mflop` is given, staged every `submit_every` products if > 0.
-fn options(submit_every: i64, stage_mflop: i64) -> BackendOptions {
+/// Profiled, never staged by work unless `stage_mflop` is given, staged every `submit_every` products if > 0;
+/// with a fresh off-graph KV cache of `geometry` when given (each method its own).
+fn options(
+    submit_every: i64,
+    stage_mflop: i64,
+    geometry: Option<&CacheGeometry>,
+) -> BackendOptions {
     let mut o = BackendOptions::default();
+    if let Some(g) = geometry {
+        let spec =
+            KvCacheSpec::from_geometry(g, None, mlx::Dtype::Float32, None).expect("cache spec");
+        install_sequence_cache(&mut o, &spec).expect("off-graph cache");
+    }
     o.set(BACKEND_ID, option_keys::PROFILE, OptionValue::Bool(true));
     o.set(
         BACKEND_ID,
@@ -59,15 +70,22 @@ fn argmax_last(logits: &HostTensor) -> i64 {
         .expect("a row") as i64
 }
 
-/// A 16-token prefill and four greedy steps, unstaged, staged after every product, every second product, and by
+/// A 16-token prefill and four greedy steps (in-graph caches of both modes, and an off-graph cache), unstaged, staged after every product, every second product, and by
 /// work (1 MFLOP, and more than the whole call's): the same logits bit for bit at every call. The prefill stages
 /// after every product (at least the four projections and the attention of each layer), every second product
 /// gives half as many stages, 1 MFLOP at least one stage but at most one per five products, a threshold above
 /// the call's work none, and a one-token step is never staged.
 #[test]
 fn staged_calls_give_the_same_logits_and_stage_large_calls_only() {
-    for name in ["tiny_llama_custom", "tiny_llama_default"] {
+    for name in [
+        "tiny_llama_custom",
+        "tiny_llama_default",
+        "tiny_llama_offgraph",
+    ] {
         let dir = fixture(name);
+        let geometry = (name == "tiny_llama_offgraph").then(|| {
+            CacheGeometry::from_program(&open(&dir, BackendOptions::default())).expect("geometry")
+        });
         let layers = {
             let text = std::fs::read_to_string(dir.join("meta.json")).expect("meta.json");
             let meta: serde_json::Value = serde_json::from_str(&text).expect("meta.json parses");
@@ -78,7 +96,7 @@ fn staged_calls_give_the_same_logits_and_stage_large_calls_only() {
         let mut methods: Vec<Method> = [(0, 0), (1, 0), (2, 0), (0, 1), (0, 1_000_000)]
             .into_iter()
             .map(|(every, mflop)| {
-                open(&dir, options(every, mflop))
+                open(&dir, options(every, mflop, geometry.as_ref()))
                     .load_method("forward")
                     .expect("load")
             })
