@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine (after MLX's CUDA wheel is installed): etmlx against mlx-lm on the same MLX library in
 # interleaved rounds, with A/B levers of etmlx inside every round, then `bench --profile` of the first workload
-# with and without each lever. One call's worth of measurement (~4-8 minutes for W1 bf16 + 4-bit, 4 rounds).
+# with and without each lever. One call's worth of measurement (on an H200: ~1.5 min for W1 bf16 + 4-bit in 6
+# rounds, ~3.5 min with four levers in 3 rounds, ~3.5 min for W0, W1 4/8-bit and W2 in 3 rounds).
 #   tools/gpu/run-rounds.sh BIN_DIR MODELS_DIR MLX_LM_WHEEL WORKLOADS ROUNDS [NAME=FLAGS ...]
 # BIN_DIR holds etmlx or etmlx.xz; WORKLOADS is a regex on '<workload>-<variant>' (e.g. 'W1-(bf16|4w)');
 # NAME=FLAGS are `etmlx bench` flags of a lever (e.g. 'stage4=--mlx-option submit_every=4').
