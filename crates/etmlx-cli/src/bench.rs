@@ -144,7 +144,7 @@ pub struct CallProfile {
     pub other_ms: f64,
     /// MLX graph nodes submitted per call (each one an encoded kernel or a no-op view on the GPU).
     pub primitives_per_step: f64,
-    /// Staged submissions per call (`--mlx-option submit_every=N`; their time is in `submit_ms`).
+    /// Staged submissions per call (`stage_mflop`, `submit_every`; their time is in `submit_ms`).
     pub stages_per_call: f64,
     /// `submit_ms` spread over those nodes: MLX's host cost per primitive.
     pub submit_us_per_primitive: f64,
@@ -351,24 +351,32 @@ impl Runner {
     /// The prompt as `generate` prefills it on the pipelined path (the logits stay on the device, the first
     /// token is sampled there): the clock stops when that token reaches the host (time to first token).
     fn prefill_pipelined(&mut self, prompt: &[u32]) -> Result<f64> {
-        let options = GenerateOptions {
-            max_new_tokens: 1,
-            ignore_eos: true,
-            ..GenerateOptions::default()
-        };
         let started = Instant::now();
         let mut first = None;
-        let out = self.generator.generate(prompt, &options, |_| {
+        self.generate_pipelined(prompt, 1, |_| {
             first.get_or_insert_with(Instant::now);
-            std::ops::ControlFlow::Continue(())
         })?;
-        self.require_pipelined(&out, 1)?;
         let first = first.context("the prefill produced no token")?;
         Ok((first - started).as_secs_f64())
     }
 
-    /// Refuses a measurement that did not run the pipelined loop for `tokens` tokens.
-    fn require_pipelined(&self, out: &etmlx_llm::GenerationOutput, tokens: usize) -> Result<()> {
+    /// `generate`'s pipelined loop, greedy, stop ids ignored, for `tokens` tokens; `on_token` gets each one's
+    /// index. Refuses a run that took another loop or stopped early.
+    fn generate_pipelined(
+        &mut self,
+        prompt: &[u32],
+        tokens: usize,
+        mut on_token: impl FnMut(usize),
+    ) -> Result<()> {
+        let options = GenerateOptions {
+            max_new_tokens: tokens,
+            ignore_eos: true,
+            ..GenerateOptions::default()
+        };
+        let out = self.generator.generate(prompt, &options, |event| {
+            on_token(event.index);
+            std::ops::ControlFlow::Continue(())
+        })?;
         if out.stats.decode_path != DecodePath::DevicePipelined || out.token_ids.len() != tokens {
             bail!(
                 "the pipelined loop ran {} ({} tokens of {})",
@@ -382,12 +390,12 @@ impl Runner {
 
     /// `prompt` from position 0 in `forward` calls of at most the export's chunk; the last call's output.
     fn feed(&mut self, prompt: &[u32]) -> Result<StepOutput<'_>> {
-        let chunks = prompt.chunks(self.chunk).count();
-        let last = chunks.checked_sub(1).context("an empty prompt")?;
-        for (i, chunk) in prompt.chunks(self.chunk).enumerate().take(last) {
-            self.step(chunk, i * self.chunk)?;
+        let last =
+            prompt.len().checked_sub(1).context("an empty prompt")? / self.chunk * self.chunk;
+        for start in (0..last).step_by(self.chunk) {
+            self.step(&prompt[start..start + self.chunk], start)?;
         }
-        self.step(&prompt[last * self.chunk..], last * self.chunk)
+        self.step(&prompt[last..], last)
     }
 
     /// `steps` decode steps after an untimed prompt of `depth + 1` tokens; returns (seconds, host argmax seconds).
@@ -422,23 +430,16 @@ impl Runner {
     /// (the prompt's) to the last, so it covers `steps` decode steps, as the host loop's does.
     fn decode_pipelined(&mut self, first: &[u32], steps: usize) -> Result<(f64, f64)> {
         self.generator.reset()?;
-        let options = GenerateOptions {
-            max_new_tokens: steps + 1,
-            ignore_eos: true,
-            ..GenerateOptions::default()
-        };
         let mut started = None;
         let mut finished = None;
-        let out = self.generator.generate(first, &options, |event| {
-            if event.index == 0 {
+        self.generate_pipelined(first, steps + 1, |index| {
+            if index == 0 {
                 started = Some(Instant::now());
                 // The profile covers the timed steps only: drop the prompt's (recorded when its token was read).
                 let _ = etmlx_mlx::backend::take_exec_timings();
             }
             finished = Some(Instant::now());
-            std::ops::ControlFlow::Continue(())
         })?;
-        self.require_pipelined(&out, steps + 1)?;
         let secs = match (started, finished) {
             (Some(a), Some(b)) => (b - a).as_secs_f64(),
             _ => 0.0,

@@ -11,6 +11,7 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
+use etmlx_mlx::backend::Submission;
 use etmlx_mlx::lock_graph;
 use mlx::Array;
 
@@ -31,9 +32,7 @@ struct StepTimer {
     enabled: bool,
     started: Instant,
     build_ns: u64,
-    submit_ns: u64,
-    count_ns: u64,
-    primitives: Vec<(String, usize)>,
+    submission: Submission,
 }
 
 impl StepTimer {
@@ -42,36 +41,20 @@ impl StepTimer {
             enabled,
             started: Instant::now(),
             build_ns: 0,
-            submit_ns: 0,
-            count_ns: 0,
-            primitives: Vec::new(),
+            submission: Submission::default(),
         }
     }
 
     /// Submits `arrays` (timed; with profiling, their pending primitives are counted first, untimed).
     fn submit(&mut self, arrays: &[&Array]) -> Result<()> {
-        if !self.enabled {
-            return mlx::async_eval(arrays).map_err(mlx_err);
-        }
         self.build_ns = nanos(self.started);
-        let counting = Instant::now();
-        self.primitives = mlx::graph_primitive_counts(arrays).map_err(mlx_err)?;
-        self.count_ns = nanos(counting);
-        let submitted = Instant::now();
-        mlx::async_eval(arrays).map_err(mlx_err)?;
-        self.submit_ns = nanos(submitted);
+        self.submission = etmlx_mlx::backend::submit(arrays, self.enabled).map_err(mlx_err)?;
         Ok(())
     }
 
     fn finish(self, wait_ns: u64) {
         if self.enabled {
-            etmlx_mlx::backend::record_exec_timings(
-                self.build_ns,
-                self.submit_ns,
-                wait_ns,
-                self.count_ns,
-                self.primitives,
-            );
+            etmlx_mlx::backend::record_exec_timings(self.build_ns, self.submission, wait_ns);
         }
     }
 }

@@ -101,26 +101,11 @@ pub struct ExecTimings {
     pub wait_ns: u64,
     /// Counting the primitives below (a walk of the graph): inside a call's wall time, outside every part above.
     pub count_ns: u64,
-    /// Staged submissions (option `submit_every`) within the executes; their time is in `submit_ns`.
+    /// Staged submissions within the executes (see `exec::stage`); their time is in `submit_ns`.
     pub stages: u64,
     /// MLX graph nodes submitted, per primitive kind, summed over executes (what `submit` encodes and
-    /// launches). Counted just before `async_eval`; the counting is left out of every timing above.
+    /// launches). Counted just before `async_eval`, in `count_ns`.
     pub primitives: BTreeMap<String, u64>,
-}
-
-impl ExecTimings {
-    /// Adds `other`'s executes to these.
-    pub fn merge(&mut self, other: ExecTimings) {
-        self.executes += other.executes;
-        self.build_ns += other.build_ns;
-        self.submit_ns += other.submit_ns;
-        self.wait_ns += other.wait_ns;
-        self.count_ns += other.count_ns;
-        self.stages += other.stages;
-        for (name, count) in other.primitives {
-            *self.primitives.entry(name).or_default() += count;
-        }
-    }
 }
 
 impl ExecTimings {
@@ -134,6 +119,33 @@ impl ExecTimings {
         stages: 0,
         primitives: BTreeMap::new(),
     };
+
+    /// Adds `other`'s executes to these.
+    pub fn merge(&mut self, other: ExecTimings) {
+        self.executes += other.executes;
+        self.build_ns += other.build_ns;
+        self.submit_ns += other.submit_ns;
+        self.wait_ns += other.wait_ns;
+        self.count_ns += other.count_ns;
+        self.stages += other.stages;
+        for (name, count) in other.primitives {
+            *self.primitives.entry(name).or_default() += count;
+        }
+    }
+
+    /// One submission's part: its submit and count times and its primitives.
+    fn submitted(s: Submission) -> ExecTimings {
+        ExecTimings {
+            submit_ns: s.submit_ns,
+            count_ns: s.count_ns,
+            primitives: s
+                .primitives
+                .into_iter()
+                .map(|(name, n)| (name, n as u64))
+                .collect(),
+            ..ExecTimings::EMPTY
+        }
+    }
 }
 
 static EXEC_TIMINGS: Mutex<ExecTimings> = Mutex::new(ExecTimings::EMPTY);
@@ -144,26 +156,35 @@ static EXEC_TIMINGS: Mutex<ExecTimings> = Mutex::new(ExecTimings::EMPTY);
 static PENDING_STAGES: Mutex<ExecTimings> = Mutex::new(ExecTimings::EMPTY);
 
 /// Records one staged submission (see `exec::stage`).
-pub(crate) fn record_stage(submit_ns: u64, count_ns: u64, primitives: Vec<(String, usize)>) {
+pub(crate) fn record_stage(submission: Submission) {
     let mut p = PENDING_STAGES.lock().unwrap_or_else(|p| p.into_inner());
     p.merge(ExecTimings {
         stages: 1,
-        submit_ns,
-        count_ns,
-        primitives: primitives
-            .into_iter()
-            .map(|(name, n)| (name, n as u64))
-            .collect(),
-        ..ExecTimings::default()
+        ..ExecTimings::submitted(submission)
     });
 }
 
-/// What one profiled execute measures inside the MLX lock.
-#[derive(Default)]
-struct SubmitProfile {
-    submit_ns: u64,
-    count_ns: u64,
-    primitives: Vec<(String, usize)>,
+/// What one submission measured: the `async_eval` itself and, when profiling, the primitives it submitted
+/// (counted just before, timed apart).
+#[derive(Debug, Default)]
+pub struct Submission {
+    pub submit_ns: u64,
+    pub count_ns: u64,
+    pub primitives: Vec<(String, usize)>,
+}
+
+/// `async_eval` of `arrays`, timed; with `profile`, first counts the primitives it will submit.
+pub fn submit(arrays: &[&Array], profile: bool) -> mlx::Result<Submission> {
+    let mut s = Submission::default();
+    if profile {
+        let counting = Instant::now();
+        s.primitives = mlx::graph_primitive_counts(arrays)?;
+        s.count_ns = elapsed_ns(counting);
+    }
+    let submitting = Instant::now();
+    mlx::async_eval(arrays)?;
+    s.submit_ns = elapsed_ns(submitting);
+    Ok(s)
 }
 
 /// Returns the timings accumulated by handles loaded with the `profile` option, and resets them.
@@ -173,25 +194,18 @@ pub fn take_exec_timings() -> ExecTimings {
 }
 
 /// Adds one execute's timings to the totals [`take_exec_timings`] returns (the device-resident decode path
-/// records its steps here too).
-pub fn record_exec_timings(
-    build_ns: u64,
-    submit_ns: u64,
-    wait_ns: u64,
-    count_ns: u64,
-    primitives: Vec<(String, usize)>,
-) {
+/// records its steps here too): `build_ns` of graph building (staged submissions included: they are moved to
+/// submission here), its final `submission`, and `wait_ns` for the results.
+pub fn record_exec_timings(build_ns: u64, submission: Submission, wait_ns: u64) {
     let staged = std::mem::take(&mut *PENDING_STAGES.lock().unwrap_or_else(|p| p.into_inner()));
     let mut t = EXEC_TIMINGS.lock().unwrap_or_else(|p| p.into_inner());
-    t.executes += 1;
-    t.build_ns += build_ns.saturating_sub(staged.submit_ns + staged.count_ns);
-    t.submit_ns += submit_ns;
-    t.wait_ns += wait_ns;
-    t.count_ns += count_ns;
+    t.merge(ExecTimings {
+        executes: 1,
+        build_ns: build_ns.saturating_sub(staged.submit_ns + staged.count_ns),
+        wait_ns,
+        ..ExecTimings::submitted(submission)
+    });
     t.merge(staged);
-    for (name, count) in primitives {
-        *t.primitives.entry(name).or_default() += count as u64;
-    }
 }
 
 pub(crate) fn elapsed_ns(since: Instant) -> u64 {
@@ -514,13 +528,11 @@ impl MlxHandle {
         f(&mut cx)
     }
 
-    /// Builds the graph and submits it; `profile` receives the time `async_eval` took and, with the `profile`
-    /// option, the graph's primitive counts.
+    /// Builds the graph and submits it; returns the outputs to read and what the submission measured.
     fn execute_locked(
         &mut self,
         args: &mut DelegateArgs<'_>,
-        profile: &mut SubmitProfile,
-    ) -> Result<Vec<(usize, Array)>, ExecError> {
+    ) -> Result<(Vec<(usize, Array)>, Submission), ExecError> {
         let n_in = self.graph.input_map.len();
         let expected = n_in + self.graph.output_map.len();
         if args.len() != expected {
@@ -612,17 +624,10 @@ impl MlxHandle {
             }
         }
         let refs: Vec<&Array> = prepared.iter().map(|(_, a)| a).collect();
-        if self.options.profile {
-            let count_started = Instant::now();
-            profile.primitives = mlx::graph_primitive_counts(&refs)?;
-            profile.count_ns = elapsed_ns(count_started);
-        }
-        let submit_started = Instant::now();
-        mlx::async_eval(&refs)?;
-        profile.submit_ns = elapsed_ns(submit_started);
+        let submission = submit(&refs, self.options.profile)?;
         // Temps are no longer needed; dropping them now returns their buffers to MLX's cache.
         self.transient.clear();
-        Ok(prepared)
+        Ok((prepared, submission))
     }
 }
 
@@ -909,10 +914,9 @@ impl DelegateHandle for MlxHandle {
 
     fn execute(&mut self, args: &mut DelegateArgs<'_>) -> Result<(), BackendError> {
         let started = Instant::now();
-        let mut submitted = SubmitProfile::default();
-        let prepared = {
+        let (prepared, submission) = {
             let _guard = mlx_lock();
-            self.execute_locked(args, &mut submitted).map_err(|e| {
+            self.execute_locked(args).map_err(|e| {
                 self.transient.clear();
                 BackendError::new(e.to_string())
             })?
@@ -929,15 +933,10 @@ impl DelegateHandle for MlxHandle {
                 .map_err(|e| BackendError::new(e.to_string()))?;
         }
         if self.options.profile {
-            record_exec_timings(
-                built_and_submitted_ns
-                    .saturating_sub(submitted.submit_ns)
-                    .saturating_sub(submitted.count_ns),
-                submitted.submit_ns,
-                elapsed_ns(wait_started),
-                submitted.count_ns,
-                submitted.primitives,
-            );
+            let build_ns = built_and_submitted_ns
+                .saturating_sub(submission.submit_ns)
+                .saturating_sub(submission.count_ns);
+            record_exec_timings(build_ns, submission, elapsed_ns(wait_started));
         }
         self.executes += 1;
         if self.options.clear_cache_interval > 0

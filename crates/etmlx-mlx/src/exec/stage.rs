@@ -15,15 +15,16 @@
 //!
 //! Staging changes when MLX schedules nodes, not which nodes run: the outputs are the same arrays, bit for bit.
 
-use std::time::Instant;
-
 use mlx::Array;
 
 use super::Ctx;
-use crate::backend::elapsed_ns;
 use crate::error::ExecError;
 use crate::ir::{Op, Tid};
 
+/// MFLOP of device work per staged submission on CUDA: on an H200 one stage per Llama-1B layer at 512 tokens
+/// (~60 GFLOP) beat smaller and larger stages, and a model as small as SmolLM2-135M lost when staged per layer
+/// (~4 GFLOP) — docs/benchmarks.md, session 7.
+pub const DEFAULT_STAGE_MFLOP: usize = 48_000;
 /// Products with fewer rows (tokens × batch) than this never trigger a stage.
 pub const MIN_STAGED_ROWS: usize = 16;
 /// Products per stage at least (by work): about one Llama layer with fused projections (q/k/v, attention, o,
@@ -68,9 +69,11 @@ impl StageProgress {
 /// After `op` has been built: submits the graph so far when the large products since the last stage call for
 /// it. Main chain only (the caller's check).
 pub(super) fn after_op(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
-    let every = cx.options.submit_every;
-    let mflop_per_stage = cx.stage_mflop();
-    if (every == 0 && mflop_per_stage == 0) || !is_product(op) {
+    if !is_product(op) {
+        return Ok(());
+    }
+    let (every, mflop_per_stage) = (cx.options.submit_every, cx.stage_mflop());
+    if every == 0 && mflop_per_stage == 0 {
         return Ok(());
     }
     let mut out = None;
@@ -96,17 +99,10 @@ pub(super) fn after_op(cx: &mut Ctx<'_>, op: &Op) -> Result<(), ExecError> {
 }
 
 fn submit(cx: &Ctx<'_>, out: Tid) -> Result<(), ExecError> {
-    let array = cx.get(out)?;
-    if !cx.options.profile {
-        mlx::async_eval(&[array])?;
-        return Ok(());
+    let submission = crate::backend::submit(&[cx.get(out)?], cx.options.profile)?;
+    if cx.options.profile {
+        crate::backend::record_stage(submission);
     }
-    let counting = Instant::now();
-    let primitives = mlx::graph_primitive_counts(&[array])?;
-    let count_ns = elapsed_ns(counting);
-    let submitting = Instant::now();
-    mlx::async_eval(&[array])?;
-    crate::backend::record_stage(elapsed_ns(submitting), count_ns, primitives);
     Ok(())
 }
 

@@ -89,11 +89,6 @@ pub struct Persistent {
     pub folded: Vec<Option<(Tid, Array)>>,
 }
 
-/// MFLOP of device work per staged submission on CUDA (see `exec::stage`): on an H200 one stage per Llama-1B
-/// layer at 512 tokens (~60 GFLOP) beat smaller and larger stages, and a model as small as SmolLM2-135M lost
-/// when staged per layer (~4 GFLOP) — docs/benchmarks.md, session 7.
-pub const DEFAULT_STAGE_MFLOP: usize = 48_000;
-
 /// Arrays and values of one execute: inputs, outputs, temps and value slots. Cleared after every
 /// execute so no stray handle keeps an old buffer alive (which would defeat in-place updates).
 #[derive(Default)]
@@ -345,10 +340,10 @@ impl Ctx<'_> {
     }
 
     /// Device work per staged submission in MFLOP, 0 = none ([`crate::backend::option_keys::STAGE_MFLOP`]; by
-    /// default [`DEFAULT_STAGE_MFLOP`] on CUDA, where it was measured, 0 elsewhere).
+    /// default [`super::stage::DEFAULT_STAGE_MFLOP`] on CUDA, where it was measured, 0 elsewhere).
     pub fn stage_mflop(&self) -> usize {
         self.options.stage_mflop.unwrap_or(if self.on_cuda() {
-            DEFAULT_STAGE_MFLOP
+            super::stage::DEFAULT_STAGE_MFLOP
         } else {
             0
         })
